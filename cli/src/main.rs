@@ -1,0 +1,40 @@
+//! The `chaoslab` command.
+
+mod list;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "chaoslab", version, about = "Resilience experiments for clients of replicated services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the built-in scenarios, grouped by category.
+    List(list::ListArgs),
+    /// Print the ChaosScenario CustomResourceDefinition (the content of crds/chaosscenarios.yaml).
+    Crd,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::List(args) => list::run(&args),
+        Command::Crd => {
+            print!("{}", chaoslab_core::api::crd_yaml());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chaoslab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

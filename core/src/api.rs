@@ -1,0 +1,354 @@
+//! The `ChaosScenario` API (`chaoslab.dev/v1alpha1`): spec, status and the schema rules the
+//! apiserver enforces. `crds/chaosscenarios.yaml` is generated from these types (`chaoslab crd`).
+
+use std::{borrow::Cow, collections::BTreeMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    catalog,
+    duration::PhaseDuration,
+    toxic::{Stream, ToxicType},
+};
+
+pub const GROUP: &str = "chaoslab.dev";
+pub const DEFAULT_ADMIN_PORT: i32 = 8474;
+pub const DEFAULT_PROXY: &str = "backend";
+/// Upper bound on targets and fault indices; keeps CEL cost estimates small.
+pub const MAX_TARGETS: i32 = 64;
+
+/// A timed resilience experiment: Stabilization (no faults), Testing (faults on some targets),
+/// Recovery (faults removed), then checks and a verdict.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "chaoslab.dev",
+    version = "v1alpha1",
+    kind = "ChaosScenario",
+    plural = "chaosscenarios",
+    shortname = "chaos",
+    namespaced,
+    status = "ChaosScenarioStatus",
+    derive = "PartialEq",
+    doc = "A timed resilience experiment against the Toxiproxies in front of a replicated service",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Template", type_ = "string", json_path = ".spec.template"),
+    printcolumn(name = "Verdict", type_ = "string", json_path = ".status.verdict"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("has(self.template) != has(self.faults)")
+    .message("set exactly one of spec.template (a catalog scenario, see `chaoslab list`) or spec.faults (explicit faults)"))]
+#[serde(rename_all = "camelCase")]
+pub struct ChaosScenarioSpec {
+    /// Name of a built-in scenario (`chaoslab list`). Exactly one of template and faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateName>,
+
+    /// Explicit faults, one entry per target. Exactly one of template and faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(validation = Rule::new("self.all(f, self.exists_one(g, g.target == f.target))")
+        .message("each target index may appear in only one fault: put all effects for one target into one entry"))]
+    pub faults: Option<Vec<Fault>>,
+
+    /// Which Toxiproxies the experiment drives.
+    pub targets: Targets,
+
+    /// How long each phase lasts.
+    #[serde(default)]
+    pub phases: Phases,
+
+    /// The client under test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientSpec>,
+}
+
+/// A catalog scenario name; the schema lists the catalog so the apiserver rejects unknown names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TemplateName(pub String);
+
+impl JsonSchema for TemplateName {
+    fn schema_name() -> Cow<'static, str> {
+        "TemplateName".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = catalog::scenarios().iter().map(|s| s.name).collect();
+        json_schema!({ "type": "string", "enum": names })
+    }
+}
+
+/// The faults one target suffers during Testing. At least one effect must be set; they combine.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.packetLoss) || has(self.latency) || (has(self.down) && self.down) || (has(self.toxics) && size(self.toxics) > 0)")
+    .message("a fault needs at least one effect: packetLoss, latency, down: true, or toxics"))]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    /// Index of the target, 0-based: pods matching the selector sorted by name, or the endpoints in order.
+    #[schemars(range(min = 0, max = 63))]
+    pub target: i32,
+    /// Drop data on a share of connections (a blackhole; Toxiproxy works on streams, not packets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet_loss: Option<PacketLoss>,
+    /// Delay data from the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+    /// Disable the proxy: connections are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<bool>,
+    /// Any other Toxiproxy toxics, passed through as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
+    pub toxics: Option<Vec<CustomToxic>>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PacketLoss {
+    /// Share of connections blackholed, 0–100.
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub percent: f64,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Latency {
+    /// Added delay in milliseconds.
+    #[schemars(range(min = 0, max = 3_600_000))]
+    pub delay_ms: i64,
+    /// Uniform jitter (±) in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3_600_000))]
+    pub jitter_ms: Option<i64>,
+}
+
+/// A Toxiproxy toxic passed through unchanged (attributes in Toxiproxy's own units).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(custom_toxic_attribute_rule()).message(kube::core::Message::Message(custom_toxic_attribute_message())))]
+pub struct CustomToxic {
+    #[serde(rename = "type")]
+    pub kind: ToxicType,
+    /// Default downstream (server → client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<Stream>,
+    /// Probability 0–1 that a connection gets the toxic; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub toxicity: Option<f64>,
+    /// Integer attributes of the toxic type, e.g. `{rate: 100}` for bandwidth.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.all(k, self[k] >= 0)").message("toxic attributes must be >= 0"))]
+    pub attributes: BTreeMap<String, i64>,
+}
+
+fn custom_toxic_attribute_rule() -> String {
+    let per_type: Vec<String> = ToxicType::ALL
+        .iter()
+        .map(|t| {
+            let names: Vec<String> = t.attribute_names().iter().map(|n| format!("'{n}'")).collect();
+            format!("(self.type == '{}' && k in [{}])", t.as_str(), names.join(", "))
+        })
+        .collect();
+    format!("!has(self.attributes) || self.attributes.all(k, {})", per_type.join(" || "))
+}
+
+fn custom_toxic_attribute_message() -> String {
+    let per_type: Vec<String> = ToxicType::ALL
+        .iter()
+        .map(|t| format!("{}: {}", t.as_str(), t.attribute_names().join(", ")))
+        .collect();
+    format!("unknown attribute for this toxic type; allowed: {}", per_type.join("; "))
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.selector) != has(self.endpoints)")
+    .message("set exactly one of targets.selector (pods with a Toxiproxy sidecar) or targets.endpoints (Toxiproxy URLs)"))]
+#[serde(rename_all = "camelCase")]
+pub struct Targets {
+    /// Pods in the scenario's namespace, each with a Toxiproxy at podIP:adminPort; sorted by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Toxiproxy admin port on each selected pod.
+    #[serde(default = "default_admin_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub admin_port: i32,
+    /// Proxy name inside each Toxiproxy.
+    #[serde(default = "default_proxy")]
+    #[schemars(length(min = 1, max = 253))]
+    pub proxy: String,
+    /// Explicit Toxiproxy endpoints, in target order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub endpoints: Option<Vec<Endpoint>>,
+}
+
+fn default_admin_port() -> i32 {
+    DEFAULT_ADMIN_PORT
+}
+
+fn default_proxy() -> String {
+    DEFAULT_PROXY.to_string()
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    /// Server name used in status and metrics, e.g. server-0.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Toxiproxy admin URL, e.g. http://127.0.0.1:8474.
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s/]+(/\S*)?$"))]
+    pub url: String,
+    /// Proxy name in this Toxiproxy; defaults to targets.proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub proxy: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Phases {
+    /// No faults; baseline. Default 30s.
+    #[serde(default = "default_stabilization")]
+    pub stabilization: PhaseDuration,
+    /// Faults applied. Default 60s.
+    #[serde(default = "default_testing")]
+    pub testing: PhaseDuration,
+    /// Faults removed; observe healing. Default 60s.
+    #[serde(default = "default_recovery")]
+    pub recovery: PhaseDuration,
+}
+
+fn default_stabilization() -> PhaseDuration {
+    PhaseDuration::from_secs(30)
+}
+fn default_testing() -> PhaseDuration {
+    PhaseDuration::from_secs(60)
+}
+fn default_recovery() -> PhaseDuration {
+    PhaseDuration::from_secs(60)
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Self { stabilization: default_stabilization(), testing: default_testing(), recovery: default_recovery() }
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSpec {
+    /// Prometheus endpoint of the client under test (the chaoslab metrics contract).
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s/]+(/\S*)?$"))]
+    pub metrics_url: String,
+}
+
+/// Where a scenario is in its life.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Pending,
+    Queued,
+    Stabilization,
+    Testing,
+    Recovery,
+    Completed,
+    Failed,
+    Aborted,
+}
+
+impl Phase {
+    /// The three timed phases of every experiment, in order.
+    pub const TIMED: [Phase; 3] = [Phase::Stabilization, Phase::Testing, Phase::Recovery];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Queued => "Queued",
+            Phase::Stabilization => "Stabilization",
+            Phase::Testing => "Testing",
+            Phase::Recovery => "Recovery",
+            Phase::Completed => "Completed",
+            Phase::Failed => "Failed",
+            Phase::Aborted => "Aborted",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Completed | Phase::Failed | Phase::Aborted)
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    Failed,
+    Inconclusive,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ChaosScenarioStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// The timed phases entered so far, with their start and end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<PhaseRecord>,
+    /// What each resolved target holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PhaseRecord {
+    pub phase: Phase,
+    pub start: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Time>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TargetStatus {
+    pub name: String,
+    /// Toxiproxy admin URL.
+    pub endpoint: String,
+    pub proxy: String,
+    pub enabled: bool,
+    /// Names of the chaoslab toxics the proxy holds.
+    #[serde(default)]
+    pub toxics: Vec<String>,
+}
+
+/// One judged expectation.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub description: String,
+    pub expected: String,
+    pub observed: String,
+    /// Absent when the check could not be judged (Inconclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
+}
+
+/// The CRD manifest exactly as `crds/chaosscenarios.yaml` holds it.
+pub fn crd_yaml() -> String {
+    let body = serde_yaml::to_string(&ChaosScenario::crd()).expect("the CRD serializes");
+    format!("# Generated from the Rust types by `chaoslab crd`; do not edit.\n{body}")
+}

@@ -1,0 +1,266 @@
+//! The phase engine: where a scenario is at `now` and what every target must hold then.
+//! Pure: takes the spec, the number of resolved targets, the start time and `now`.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::{
+    api::{ChaosScenarioSpec, Fault, Phase, Phases},
+    catalog,
+    faults::{DesiredProxy, desired_for},
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("spec.template {0:?} is not a catalog scenario; `chaoslab list` shows the names")]
+    UnknownTemplate(String),
+    #[error("set exactly one of spec.template or spec.faults")]
+    TemplateXorFaults,
+    #[error("no targets were resolved: the selector matched no pods, or endpoints is empty")]
+    NoTargets,
+    #[error("spec.faults targets index {target}, but only {targets} target(s) were resolved (indices start at 0)")]
+    TargetOutOfRange { target: i32, targets: usize },
+    #[error("spec.faults names target {0} more than once: put all effects for one target into one entry")]
+    DuplicateTarget(i32),
+}
+
+/// The phase timeline of one run, anchored at its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub start: Timestamp,
+    pub stabilization: Duration,
+    pub testing: Duration,
+    pub recovery: Duration,
+}
+
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
+}
+
+impl Plan {
+    pub fn new(start: Timestamp, phases: &Phases) -> Self {
+        Self { start, stabilization: phases.stabilization.0, testing: phases.testing.0, recovery: phases.recovery.0 }
+    }
+
+    /// When a timed phase starts; Completed "starts" when Recovery ends.
+    pub fn starts(&self, phase: Phase) -> Option<Timestamp> {
+        let testing = after(self.start, self.stabilization);
+        let recovery = after(testing, self.testing);
+        match phase {
+            Phase::Stabilization => Some(self.start),
+            Phase::Testing => Some(testing),
+            Phase::Recovery => Some(recovery),
+            Phase::Completed => Some(after(recovery, self.recovery)),
+            _ => None,
+        }
+    }
+
+    pub fn end(&self) -> Timestamp {
+        self.starts(Phase::Completed).expect("Completed has a start")
+    }
+
+    /// The phase at `now`: a deadline belongs to the phase it starts.
+    pub fn phase_at(&self, now: Timestamp) -> Phase {
+        if now < self.start {
+            return Phase::Pending;
+        }
+        [Phase::Completed, Phase::Recovery, Phase::Testing]
+            .into_iter()
+            .find(|p| self.starts(*p).is_some_and(|s| now >= s))
+            .unwrap_or(Phase::Stabilization)
+    }
+
+    /// The next phase boundary strictly after `now`, or None once the run is over.
+    pub fn next_deadline(&self, now: Timestamp) -> Option<Timestamp> {
+        [Phase::Stabilization, Phase::Testing, Phase::Recovery, Phase::Completed]
+            .into_iter()
+            .filter_map(|p| self.starts(p))
+            .find(|s| *s > now)
+    }
+}
+
+/// The faults a spec asks for, from its template or its explicit list, checked against the targets.
+pub fn resolve_faults(spec: &ChaosScenarioSpec, targets: usize) -> Result<&[Fault], EngineError> {
+    let faults: &[Fault] = match (&spec.template, &spec.faults) {
+        (Some(t), None) => &catalog::find(&t.0).ok_or_else(|| EngineError::UnknownTemplate(t.0.clone()))?.faults,
+        (None, Some(f)) => f,
+        _ => return Err(EngineError::TemplateXorFaults),
+    };
+    if targets == 0 {
+        return Err(EngineError::NoTargets);
+    }
+    for (i, f) in faults.iter().enumerate() {
+        if f.target < 0 || f.target as usize >= targets {
+            return Err(EngineError::TargetOutOfRange { target: f.target, targets });
+        }
+        if faults[..i].iter().any(|g| g.target == f.target) {
+            return Err(EngineError::DuplicateTarget(f.target));
+        }
+    }
+    Ok(faults)
+}
+
+/// Where a scenario is and what its targets must hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Moment {
+    pub phase: Phase,
+    /// When to look again; None once the run is over.
+    pub next_deadline: Option<Timestamp>,
+    /// One entry per target, in target order.
+    pub targets: Vec<DesiredProxy>,
+}
+
+/// The scenario at `now`. Outside Testing every target is clean (enabled, no chaoslab toxics); during
+/// Testing each faulted target holds exactly its fault's toxics. `owner` tags the toxic names.
+pub fn moment(
+    spec: &ChaosScenarioSpec,
+    owner: &str,
+    targets: usize,
+    start: Timestamp,
+    now: Timestamp,
+) -> Result<Moment, EngineError> {
+    let faults = resolve_faults(spec, targets)?;
+    let plan = Plan::new(start, &spec.phases);
+    let phase = plan.phase_at(now);
+    let desired = (0..targets)
+        .map(|i| match faults.iter().find(|f| f.target as usize == i) {
+            Some(f) if phase == Phase::Testing => desired_for(f, owner),
+            _ => DesiredProxy::clean(),
+        })
+        .collect();
+    Ok(Moment { phase, next_deadline: plan.next_deadline(now), targets: desired })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        api::{TemplateName, Targets},
+        catalog::{latency, loss},
+        duration::PhaseDuration,
+    };
+
+    fn spec(template: &str) -> ChaosScenarioSpec {
+        ChaosScenarioSpec {
+            template: Some(TemplateName(template.into())),
+            faults: None,
+            targets: Targets {
+                selector: None,
+                admin_port: 8474,
+                proxy: "backend".into(),
+                endpoints: None,
+            },
+            phases: Phases::default(),
+            client: None,
+        }
+    }
+
+    fn t0() -> Timestamp {
+        "2026-11-27T00:00:00Z".parse().unwrap()
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        t0() + SignedDuration::from_secs(secs)
+    }
+
+    fn toxic_counts(m: &Moment) -> Vec<usize> {
+        m.targets.iter().map(|t| t.toxics.len()).collect()
+    }
+
+    #[test]
+    fn before_start_is_pending_and_clean() {
+        let m = moment(&spec("multi-failure-2-servers-packet-loss"), "o", 3, t0(), at(-5)).unwrap();
+        assert_eq!(m.phase, Phase::Pending);
+        assert_eq!(m.next_deadline, Some(t0()));
+        assert!(m.targets.iter().all(|t| *t == DesiredProxy::clean()));
+    }
+
+    #[test]
+    fn every_boundary_belongs_to_the_phase_it_starts() {
+        let s = spec("multi-failure-2-servers-packet-loss");
+        let cases = [
+            (0, Phase::Stabilization, Some(30), [0, 0, 0]),
+            (29, Phase::Stabilization, Some(30), [0, 0, 0]),
+            (30, Phase::Testing, Some(90), [2, 2, 0]),
+            (89, Phase::Testing, Some(90), [2, 2, 0]),
+            (90, Phase::Recovery, Some(150), [0, 0, 0]),
+            (149, Phase::Recovery, Some(150), [0, 0, 0]),
+            (150, Phase::Completed, None, [0, 0, 0]),
+            (100_000, Phase::Completed, None, [0, 0, 0]),
+        ];
+        for (secs, phase, deadline, counts) in cases {
+            let m = moment(&s, "o", 3, t0(), at(secs)).unwrap();
+            assert_eq!(m.phase, phase, "at {secs}s");
+            assert_eq!(m.next_deadline, deadline.map(at), "deadline at {secs}s");
+            assert_eq!(toxic_counts(&m), counts, "toxics at {secs}s");
+        }
+    }
+
+    #[test]
+    fn one_nanosecond_before_a_deadline_is_still_the_earlier_phase() {
+        let s = spec("server-0-latency-500ms");
+        let just_before = at(30) - SignedDuration::from_nanos(1);
+        assert_eq!(moment(&s, "o", 3, t0(), just_before).unwrap().phase, Phase::Stabilization);
+        assert_eq!(moment(&s, "o", 3, t0(), at(30)).unwrap().phase, Phase::Testing);
+    }
+
+    #[test]
+    fn testing_targets_hold_exactly_their_faults_and_others_are_clean() {
+        let m = moment(&spec("multi-failure-2-servers-latency"), "abc", 3, t0(), at(45)).unwrap();
+        assert_eq!(m.targets[0], desired_for(&latency(0, 500), "abc"));
+        assert_eq!(m.targets[1], desired_for(&latency(1, 500), "abc"));
+        assert_eq!(m.targets[2], DesiredProxy::clean());
+    }
+
+    #[test]
+    fn an_edited_spec_takes_effect_from_the_same_start() {
+        // Generation 2 shortens Testing to 10s while the run is 20s into Testing: it is now Recovery.
+        let mut s = spec("multi-failure-2-servers-packet-loss");
+        assert_eq!(moment(&s, "o", 3, t0(), at(50)).unwrap().phase, Phase::Testing);
+        s.phases.testing = PhaseDuration::from_secs(10);
+        let m = moment(&s, "o", 3, t0(), at(50)).unwrap();
+        assert_eq!(m.phase, Phase::Recovery);
+        assert_eq!(m.next_deadline, Some(at(100)));
+        // Editing the faults mid-Testing changes the desired toxics at once.
+        s.phases.testing = PhaseDuration::from_secs(60);
+        s.template = None;
+        s.faults = Some(vec![latency(2, 100)]);
+        assert_eq!(toxic_counts(&moment(&s, "o", 3, t0(), at(50)).unwrap()), [0, 0, 1]);
+    }
+
+    #[test]
+    fn zero_targets_is_an_error() {
+        let err = moment(&spec("server-0-latency-100ms"), "o", 0, t0(), at(0)).unwrap_err();
+        assert_eq!(err, EngineError::NoTargets);
+    }
+
+    #[test]
+    fn bad_fault_lists_name_the_problem() {
+        let mut s = spec("x");
+        assert_eq!(moment(&s, "o", 3, t0(), at(0)).unwrap_err(), EngineError::UnknownTemplate("x".into()));
+        s.template = None;
+        s.faults = Some(vec![loss(3, 100.0)]);
+        let err = moment(&s, "o", 3, t0(), at(0)).unwrap_err();
+        assert_eq!(err, EngineError::TargetOutOfRange { target: 3, targets: 3 });
+        assert!(err.to_string().contains("index 3"));
+        s.faults = Some(vec![loss(1, 100.0), latency(1, 5)]);
+        assert_eq!(moment(&s, "o", 3, t0(), at(0)).unwrap_err(), EngineError::DuplicateTarget(1));
+        s.faults = None;
+        assert_eq!(moment(&s, "o", 3, t0(), at(0)).unwrap_err(), EngineError::TemplateXorFaults);
+    }
+
+    #[test]
+    fn single_server_scenarios_need_only_as_many_targets_as_they_fault() {
+        assert!(moment(&spec("server-0-packet-loss-100"), "o", 1, t0(), at(40)).is_ok());
+        assert!(moment(&spec("server-2-packet-loss-100"), "o", 2, t0(), at(40)).is_err());
+    }
+
+    #[test]
+    fn huge_durations_saturate_instead_of_panicking() {
+        let mut s = spec("server-0-latency-100ms");
+        s.phases.testing = PhaseDuration(Duration::from_secs(u64::MAX / 4));
+        let m = moment(&s, "o", 3, t0(), at(40)).unwrap();
+        assert_eq!(m.phase, Phase::Testing);
+    }
+}

@@ -1,0 +1,146 @@
+//! The fault → toxic mapping (documented in the README): what a fault means on a Toxiproxy.
+
+use crate::{
+    api::Fault,
+    toxic::{Stream, Toxic, ToxicType},
+};
+
+/// Every toxic chaoslab creates starts with this, so it removes only its own.
+pub const TOXIC_PREFIX: &str = "chaoslab-";
+
+/// What one proxy must look like: enabled or not, and exactly these chaoslab toxics.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct DesiredProxy {
+    pub enabled: bool,
+    pub toxics: Vec<Toxic>,
+}
+
+impl DesiredProxy {
+    /// No faults: enabled, no toxics (the lab's reset).
+    pub fn clean() -> Self {
+        Self { enabled: true, toxics: Vec::new() }
+    }
+}
+
+/// The owner tag in toxic names: the first 8 alphanumerics of a scenario uid (or any run id), lowercased.
+pub fn owner_tag(uid: &str) -> String {
+    uid.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>().to_ascii_lowercase()
+}
+
+/// The owner tag of a chaoslab toxic name, or None for a toxic chaoslab did not make.
+pub fn owner_of(toxic_name: &str) -> Option<&str> {
+    let rest = toxic_name.strip_prefix(TOXIC_PREFIX)?;
+    let (owner, _) = rest.split_once('-')?;
+    (!owner.is_empty()).then_some(owner)
+}
+
+fn name(owner: &str, what: &str, stream: Stream) -> String {
+    format!("{TOXIC_PREFIX}{owner}-{what}-{}", stream.as_str())
+}
+
+/// The proxy state one fault asks for, with toxics named for `owner`.
+pub fn desired_for(fault: &Fault, owner: &str) -> DesiredProxy {
+    let mut toxics = Vec::new();
+    if let Some(loss) = &fault.packet_loss {
+        // A blackhole: timeout 0 drops data and never closes, on both directions.
+        for stream in [Stream::Upstream, Stream::Downstream] {
+            toxics.push(Toxic {
+                name: name(owner, "loss", stream),
+                kind: ToxicType::Timeout,
+                stream,
+                toxicity: (loss.percent / 100.0).clamp(0.0, 1.0),
+                attributes: [("timeout".to_string(), 0)].into(),
+            });
+        }
+    }
+    if let Some(lat) = &fault.latency {
+        toxics.push(Toxic {
+            name: name(owner, "latency", Stream::Downstream),
+            kind: ToxicType::Latency,
+            stream: Stream::Downstream,
+            toxicity: 1.0,
+            attributes: [("latency".to_string(), lat.delay_ms), ("jitter".to_string(), lat.jitter_ms.unwrap_or(0))].into(),
+        });
+    }
+    for (i, custom) in fault.toxics.iter().flatten().enumerate() {
+        let stream = custom.stream.unwrap_or_default();
+        toxics.push(Toxic {
+            name: name(owner, &format!("{}{i}", custom.kind.as_str().replace('_', "")), stream),
+            kind: custom.kind,
+            stream,
+            toxicity: custom.toxicity.unwrap_or(1.0),
+            attributes: custom.attributes.clone(),
+        });
+    }
+    DesiredProxy { enabled: fault.down != Some(true), toxics }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        api::CustomToxic,
+        catalog::{latency, loss},
+    };
+
+    #[test]
+    fn full_packet_loss_is_a_blackhole_both_ways() {
+        let d = desired_for(&loss(0, 100.0), "abc12345");
+        assert!(d.enabled);
+        assert_eq!(d.toxics.len(), 2);
+        for (t, stream) in d.toxics.iter().zip([Stream::Upstream, Stream::Downstream]) {
+            assert_eq!(t.kind, ToxicType::Timeout);
+            assert_eq!(t.stream, stream);
+            assert_eq!(t.toxicity, 1.0);
+            assert_eq!(t.attributes["timeout"], 0);
+            assert_eq!(owner_of(&t.name), Some("abc12345"));
+        }
+    }
+
+    #[test]
+    fn partial_loss_sets_toxicity() {
+        let d = desired_for(&loss(1, 30.0), "o");
+        assert!(d.toxics.iter().all(|t| (t.toxicity - 0.3).abs() < 1e-12));
+    }
+
+    #[test]
+    fn latency_is_downstream_with_jitter() {
+        let mut f = latency(2, 500);
+        f.latency.as_mut().unwrap().jitter_ms = Some(50);
+        let d = desired_for(&f, "o");
+        assert_eq!(d.toxics.len(), 1);
+        let t = &d.toxics[0];
+        assert_eq!((t.kind, t.stream), (ToxicType::Latency, Stream::Downstream));
+        assert_eq!((t.attributes["latency"], t.attributes["jitter"]), (500, 50));
+    }
+
+    #[test]
+    fn down_disables_the_proxy_without_toxics() {
+        let d = desired_for(&Fault { target: 0, down: Some(true), ..Fault::default() }, "o");
+        assert_eq!(d, DesiredProxy { enabled: false, toxics: vec![] });
+    }
+
+    #[test]
+    fn custom_toxics_pass_through_with_unique_names() {
+        let bw = CustomToxic {
+            kind: ToxicType::Bandwidth,
+            stream: None,
+            toxicity: Some(0.5),
+            attributes: [("rate".to_string(), 10)].into(),
+        };
+        let f = Fault { target: 0, toxics: Some(vec![bw.clone(), bw]), ..Fault::default() };
+        let d = desired_for(&f, "o");
+        assert_eq!(d.toxics.len(), 2);
+        assert_ne!(d.toxics[0].name, d.toxics[1].name);
+        assert_eq!(d.toxics[0].toxicity, 0.5);
+        assert_eq!(d.toxics[0].attributes["rate"], 10);
+    }
+
+    #[test]
+    fn owner_tags_and_foreign_names() {
+        assert_eq!(owner_tag("6F1C-29aa-4d3e-beef"), "6f1c29aa");
+        assert_eq!(owner_of("chaoslab-6f1c29aa-loss-upstream"), Some("6f1c29aa"));
+        assert_eq!(owner_of("latency_downstream"), None);
+        assert_eq!(owner_of("chaoslab-"), None);
+    }
+}
