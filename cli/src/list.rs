@@ -37,7 +37,8 @@ fn text(scenarios: &[Scenario]) -> String {
         }
         out += "\n";
     }
-    out += &format!("{} scenarios. Run one with `chaoslab run NAME`, or all with `chaoslab run all`.\n", scenarios.len());
+    out +=
+        &format!("{} scenarios. Run one with `chaoslab run NAME`, or all with `chaoslab run all`.\n", scenarios.len());
     out
 }
 

@@ -22,6 +22,8 @@ pub const MAX_TARGETS: i32 = 64;
 
 /// A timed resilience experiment: Stabilization (no faults), Testing (faults on some targets),
 /// Recovery (faults removed), then checks and a verdict.
+// printcolumn is a repeated macro argument, not a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "chaoslab.dev",
@@ -157,10 +159,8 @@ fn custom_toxic_attribute_rule() -> String {
 }
 
 fn custom_toxic_attribute_message() -> String {
-    let per_type: Vec<String> = ToxicType::ALL
-        .iter()
-        .map(|t| format!("{}: {}", t.as_str(), t.attribute_names().join(", ")))
-        .collect();
+    let per_type: Vec<String> =
+        ToxicType::ALL.iter().map(|t| format!("{}: {}", t.as_str(), t.attribute_names().join(", "))).collect();
     format!("unknown attribute for this toxic type; allowed: {}", per_type.join("; "))
 }
 

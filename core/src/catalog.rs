@@ -110,7 +110,9 @@ fn build() -> Vec<Scenario> {
     all.push(Scenario {
         name: "multi-failure-2-servers-latency",
         category: Category::MultipleSimultaneousFailures,
-        description: format!("+{SEVERE_LATENCY_MS}ms latency on 2 out of 3 servers simultaneously for the Testing phase"),
+        description: format!(
+            "+{SEVERE_LATENCY_MS}ms latency on 2 out of 3 servers simultaneously for the Testing phase"
+        ),
         faults: vec![latency(0, SEVERE_LATENCY_MS), latency(1, SEVERE_LATENCY_MS)],
     });
     all.push(Scenario {
@@ -143,7 +145,10 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), 14);
         for n in names {
-            assert!(n.len() <= 63 && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{n}");
+            assert!(
+                n.len() <= 63 && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{n}"
+            );
         }
     }
 

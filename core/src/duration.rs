@@ -47,7 +47,7 @@ impl fmt::Display for PhaseDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
         if d.subsec_nanos() != 0 {
-            if d.subsec_nanos() % 1_000_000 == 0 {
+            if d.subsec_nanos().is_multiple_of(1_000_000) {
                 return write!(f, "{}ms", d.as_millis());
             }
             return write!(f, "{}ns", d.as_nanos());

@@ -136,7 +136,7 @@ pub fn moment(
 mod tests {
     use super::*;
     use crate::{
-        api::{TemplateName, Targets},
+        api::{Targets, TemplateName},
         catalog::{latency, loss},
         duration::PhaseDuration,
     };
@@ -145,12 +145,7 @@ mod tests {
         ChaosScenarioSpec {
             template: Some(TemplateName(template.into())),
             faults: None,
-            targets: Targets {
-                selector: None,
-                admin_port: 8474,
-                proxy: "backend".into(),
-                endpoints: None,
-            },
+            targets: Targets { selector: None, admin_port: 8474, proxy: "backend".into(), endpoints: None },
             phases: Phases::default(),
             client: None,
         }

@@ -59,7 +59,8 @@ pub fn desired_for(fault: &Fault, owner: &str) -> DesiredProxy {
             kind: ToxicType::Latency,
             stream: Stream::Downstream,
             toxicity: 1.0,
-            attributes: [("latency".to_string(), lat.delay_ms), ("jitter".to_string(), lat.jitter_ms.unwrap_or(0))].into(),
+            attributes: [("latency".to_string(), lat.delay_ms), ("jitter".to_string(), lat.jitter_ms.unwrap_or(0))]
+                .into(),
         });
     }
     for (i, custom) in fault.toxics.iter().flatten().enumerate() {

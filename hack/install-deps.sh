@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the tests need and is not in the checkout, idempotently:
+#   - Debian packages: redis-server (real backends), redis-tools (redis-benchmark)
+#   - toxiproxy-server v2.12.0, built from the Go module proxy into ~/.cache/chaoslab
+#   - the Kubernetes test control plane (kube-apiserver, etcd, helm), see hack/testenv/
+# Safe to run again: every step checks first.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: need root to apt-get install ${need_apt[*]} (or install them yourself)" >&2
+    exit 1
+  fi
+  echo "install-deps: apt-get install ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+"$here/install-toxiproxy.sh" >/dev/null
+if [ -x "$here/testenv/install.sh" ]; then
+  "$here/testenv/install.sh"
+fi
+echo "install-deps: ready" >&2

@@ -1,0 +1,15 @@
+//! The test harness: real peers (toxiproxy-server, redis-server) started on free loopback ports.
+//! Every process is killed when its handle drops, also when a test panics, and dies with the test
+//! process (PR_SET_PDEATHSIG), so nothing is left listening.
+
+mod bins;
+mod ports;
+mod process;
+mod redis;
+mod toxiproxy;
+
+pub use bins::{cache_dir, redis_server_bin, toxiproxy_server_bin};
+pub use ports::{free_port, wait_for_port};
+pub use process::Managed;
+pub use redis::RedisServer;
+pub use toxiproxy::ToxiproxyServer;

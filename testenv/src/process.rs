@@ -1,0 +1,63 @@
+//! A child process that cannot outlive its handle or the test process.
+
+use std::{
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+};
+
+pub struct Managed {
+    name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Managed {
+    /// Starts `cmd` with output to a log file in the temp dir; the child gets SIGKILL if we die.
+    pub fn spawn(name: &str, mut cmd: Command) -> Managed {
+        let log = std::env::temp_dir().join(format!("chaoslab-{name}-{}.log", std::process::id()));
+        let out = std::fs::File::create(&log).expect("create log file");
+        cmd.stdin(Stdio::null()).stdout(out.try_clone().expect("dup log")).stderr(out);
+        // SAFETY: prctl is async-signal-safe; it runs in the child between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Managed { name: name.to_string(), child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log so far, for assertion messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Kills the process now (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Managed {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

@@ -1,0 +1,251 @@
+//! The client and the fault mapping against a real toxiproxy-server v2.12.0 fronting a real redis-server.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use chaoslab_core::{
+    catalog::{latency, loss},
+    faults::{DesiredProxy, desired_for},
+    toxic::{Stream, Toxic, ToxicType},
+};
+use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port};
+use chaoslab_toxiproxy::{Client, Error, Foreign, NewProxy, RetryPolicy};
+
+const OWNER: &str = "t35t0wnr";
+
+struct Lab {
+    _redis: RedisServer,
+    _toxiproxy: ToxiproxyServer,
+    client: Client,
+    listen: SocketAddr,
+}
+
+/// redis-server behind a proxy named "backend".
+async fn lab() -> Lab {
+    let redis = RedisServer::start();
+    let toxiproxy = ToxiproxyServer::start();
+    let client = Client::new(&toxiproxy.url()).unwrap();
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let proxy = client
+        .create_proxy(&NewProxy {
+            name: "backend".into(),
+            listen: listen.to_string(),
+            upstream: redis.addr(),
+            enabled: None,
+        })
+        .await
+        .unwrap();
+    assert!(proxy.enabled);
+    Lab { _redis: redis, _toxiproxy: toxiproxy, client, listen }
+}
+
+fn foreign_latency() -> Toxic {
+    Toxic {
+        name: "latency_downstream".into(),
+        kind: ToxicType::Latency,
+        stream: Stream::Downstream,
+        toxicity: 1.0,
+        attributes: [("latency".to_string(), 1)].into(),
+    }
+}
+
+/// Sends PING on `conn` and waits up to `wait` for +PONG.
+fn ping(conn: &mut TcpStream, wait: Duration) -> Result<Duration, String> {
+    conn.set_read_timeout(Some(wait)).unwrap();
+    let start = Instant::now();
+    conn.write_all(b"PING\r\n").map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 7];
+    conn.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    assert_eq!(&buf, b"+PONG\r\n");
+    Ok(start.elapsed())
+}
+
+fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+}
+
+#[tokio::test]
+async fn crud_and_errors_map_to_typed_errors() {
+    let lab = lab().await;
+    let c = &lab.client;
+    assert_eq!(c.version().await.unwrap(), "2.12.0");
+    assert!(c.proxies().await.unwrap().contains_key("backend"));
+
+    let missing = c.proxy("nope").await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    assert!(missing.to_string().contains("proxy not found"), "{missing}");
+
+    let dup = NewProxy {
+        name: "backend".into(),
+        listen: "127.0.0.1:0".into(),
+        upstream: "127.0.0.1:1".into(),
+        enabled: None,
+    };
+    assert!(c.create_proxy(&dup).await.unwrap_err().is_conflict());
+
+    let t = foreign_latency();
+    assert!(c.create_toxic("backend", &t).await.unwrap().same_effect(&t));
+    let again = c.create_toxic("backend", &t).await.unwrap_err();
+    assert!(again.is_conflict(), "{again}");
+    let no_proxy = c.create_toxic("nope", &t).await.unwrap_err();
+    assert!(no_proxy.is_not_found(), "{no_proxy}");
+
+    let mut changed = t.clone();
+    changed.attributes.insert("latency".into(), 42);
+    changed.toxicity = 0.5;
+    let updated = c.update_toxic("backend", &changed).await.unwrap();
+    assert!(updated.same_effect(&changed), "{updated:?}");
+    assert_eq!(c.toxics("backend").await.unwrap().len(), 1);
+    assert!(c.toxic("backend", "missing").await.unwrap_err().is_not_found());
+
+    c.delete_toxic("backend", &t.name).await.unwrap();
+    assert!(c.toxics("backend").await.unwrap().is_empty());
+
+    let p = c.set_enabled("backend", false).await.unwrap();
+    assert!(!p.enabled);
+    c.create_toxic("backend", &t).await.unwrap();
+    c.reset().await.unwrap();
+    let p = c.proxy("backend").await.unwrap();
+    assert!(p.enabled && p.toxics.is_empty(), "reset enables and clears: {p:?}");
+
+    // populate keeps an unchanged proxy and its toxics.
+    c.create_toxic("backend", &t).await.unwrap();
+    let same = NewProxy {
+        name: "backend".into(),
+        listen: lab.listen.to_string(),
+        upstream: p.upstream.clone(),
+        enabled: None,
+    };
+    let populated = c.populate(&[same]).await.unwrap();
+    assert_eq!(populated.len(), 1);
+    assert_eq!(c.toxics("backend").await.unwrap().len(), 1);
+
+    c.delete_proxy("backend").await.unwrap();
+    assert!(c.proxy("backend").await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn a_listen_failure_is_an_api_error_with_toxiproxys_message() {
+    let lab = lab().await;
+    // The proxy's own port is taken, so the second listener fails inside Toxiproxy (500).
+    let clash = NewProxy {
+        name: "clash".into(),
+        listen: lab.listen.to_string(),
+        upstream: "127.0.0.1:1".into(),
+        enabled: None,
+    };
+    match lab.client.create_proxy(&clash).await.unwrap_err() {
+        Error::Api { status, message, .. } => {
+            assert_eq!(status, 500);
+            assert!(message.contains("address already in use"), "{message}");
+        }
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_toxiproxy_is_named_after_bounded_retries() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let policy = RetryPolicy { attempts: 2, timeout: Duration::from_millis(500), backoff: Duration::from_millis(10) };
+    let c = Client::with_policy(&url, policy).unwrap();
+    let start = Instant::now();
+    let err = c.proxies().await.unwrap_err();
+    assert!(matches!(err, Error::Unreachable { attempts: 2, .. }), "{err}");
+    assert!(err.to_string().contains(&url), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn converge_is_idempotent_and_leaves_foreign_toxics_alone() {
+    let lab = lab().await;
+    let c = &lab.client;
+    c.create_toxic("backend", &foreign_latency()).await.unwrap();
+
+    let loss = desired_for(&loss(0, 100.0), OWNER);
+    let first = c.converge("backend", &loss, Foreign::Keep).await.unwrap();
+    assert_eq!(first.created.len(), 2);
+    assert!(first.removed.is_empty());
+    let second = c.converge("backend", &loss, Foreign::Keep).await.unwrap();
+    assert!(!second.changed(), "second converge changed something: {second:?}");
+
+    let names: Vec<String> = c.toxics("backend").await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"latency_downstream".to_string()));
+
+    // Switching the fault replaces our toxics, keeps the foreign one.
+    let lat = desired_for(&latency(0, 250), OWNER);
+    let switched = c.converge("backend", &lat, Foreign::Keep).await.unwrap();
+    assert_eq!((switched.created.len(), switched.removed.len()), (1, 2));
+    let mut lat2 = lat.clone();
+    lat2.toxics[0].attributes.insert("latency".into(), 300);
+    let patched = c.converge("backend", &lat2, Foreign::Keep).await.unwrap();
+    assert_eq!(patched.updated, vec![lat2.toxics[0].name.clone()]);
+    assert_eq!(c.toxic("backend", &lat2.toxics[0].name).await.unwrap().attributes["latency"], 300);
+
+    // Clean with Keep: only ours go. Clean with Remove: the lab's reset.
+    c.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap();
+    let left = c.toxics("backend").await.unwrap();
+    assert!(left.len() == 1 && left[0].same_effect(&foreign_latency()), "{left:?}");
+    c.converge("backend", &DesiredProxy::clean(), Foreign::Remove).await.unwrap();
+    assert!(c.toxics("backend").await.unwrap().is_empty());
+
+    // Down, then back up.
+    let down = DesiredProxy { enabled: false, toxics: vec![] };
+    assert!(c.converge("backend", &down, Foreign::Keep).await.unwrap().toggled);
+    assert!(!c.proxy("backend").await.unwrap().enabled);
+    assert!(c.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap().toggled);
+}
+
+#[tokio::test]
+async fn converge_on_a_missing_proxy_names_it() {
+    let lab = lab().await;
+    let err = lab.client.converge("missing", &DesiredProxy::clean(), Foreign::Keep).await.unwrap_err();
+    assert!(err.is_not_found() && err.to_string().contains("/proxies/missing"), "{err}");
+}
+
+#[tokio::test]
+async fn full_packet_loss_blackholes_until_removed() {
+    let lab = lab().await;
+    let mut before = connect(lab.listen).unwrap();
+    ping(&mut before, Duration::from_secs(2)).expect("healthy proxy answers");
+
+    lab.client.converge("backend", &desired_for(&loss(0, 100.0), OWNER), Foreign::Keep).await.unwrap();
+    let mut conn = connect(lab.listen).expect("a blackhole still accepts connections");
+    let err = ping(&mut conn, Duration::from_secs(1)).expect_err("no reply through a blackhole");
+    assert!(err.contains("timed out") || err.contains("would block") || err.contains("Resource temporarily"), "{err}");
+    // Existing connections are blackholed too.
+    assert!(ping(&mut before, Duration::from_millis(500)).is_err());
+
+    lab.client.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap();
+    let mut after = connect(lab.listen).unwrap();
+    ping(&mut after, Duration::from_secs(2)).expect("replies again once the toxic is removed");
+}
+
+#[tokio::test]
+async fn latency_adds_about_the_configured_delay_to_a_round_trip() {
+    let lab = lab().await;
+    let mut conn = connect(lab.listen).unwrap();
+    let base = (0..5).map(|_| ping(&mut conn, Duration::from_secs(2)).unwrap()).min().unwrap();
+
+    lab.client.converge("backend", &desired_for(&latency(0, 500), OWNER), Foreign::Keep).await.unwrap();
+    let mut slow = connect(lab.listen).unwrap();
+    let rtt = ping(&mut slow, Duration::from_secs(5)).unwrap();
+    let added = rtt.saturating_sub(base);
+    assert!(
+        added >= Duration::from_millis(480) && added <= Duration::from_millis(900),
+        "expected about +500ms, got base {base:?}, with latency {rtt:?}"
+    );
+}
+
+#[tokio::test]
+async fn down_refuses_connections_and_up_accepts_again() {
+    let lab = lab().await;
+    lab.client.converge("backend", &DesiredProxy { enabled: false, toxics: vec![] }, Foreign::Keep).await.unwrap();
+    let err = connect(lab.listen).expect_err("a disabled proxy refuses");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    lab.client.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap();
+    ping(&mut connect(lab.listen).unwrap(), Duration::from_secs(2)).unwrap();
+}
