@@ -141,27 +141,79 @@ pub struct CustomToxic {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub toxicity: Option<f64>,
-    /// Integer attributes of the toxic type, e.g. `{rate: 100}` for bandwidth.
+    /// The toxic type's attributes, e.g. `{rate: 100}` for bandwidth; missing ones are 0.
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self.all(k, self[k] >= 0)").message("toxic attributes must be >= 0"))]
-    pub attributes: BTreeMap<String, i64>,
+    pub attributes: ToxicAttributes,
 }
 
+/// Every attribute a Toxiproxy toxic reads, by Toxiproxy's own names and units.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ToxicAttributes {
+    /// latency: delay in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub latency: Option<i64>,
+    /// latency: jitter in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub jitter: Option<i64>,
+    /// bandwidth: KB/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub rate: Option<i64>,
+    /// slow_close: ms; slicer: µs between chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub delay: Option<i64>,
+    /// timeout, reset_peer: ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub timeout: Option<i64>,
+    /// slicer: bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub average_size: Option<i64>,
+    /// slicer: bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub size_variation: Option<i64>,
+    /// limit_data: bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub bytes: Option<i64>,
+}
+
+impl ToxicAttributes {
+    /// The attributes that are set, as Toxiproxy's attribute map.
+    pub fn to_map(&self) -> BTreeMap<String, i64> {
+        let v = serde_json::to_value(self).expect("attributes serialize");
+        serde_json::from_value(v).expect("attributes are integers")
+    }
+}
+
+/// Each attribute is allowed only on the toxic types that read it (a cheap, constant-cost CEL rule).
 fn custom_toxic_attribute_rule() -> String {
-    let per_type: Vec<String> = ToxicType::ALL
+    let mut names: Vec<&str> = ToxicType::ALL.iter().flat_map(|t| t.attribute_names().iter().copied()).collect();
+    names.sort();
+    names.dedup();
+    let clauses: Vec<String> = names
         .iter()
-        .map(|t| {
-            let names: Vec<String> = t.attribute_names().iter().map(|n| format!("'{n}'")).collect();
-            format!("(self.type == '{}' && k in [{}])", t.as_str(), names.join(", "))
+        .map(|n| {
+            let types: Vec<String> = ToxicType::ALL
+                .iter()
+                .filter(|t| t.attribute_names().contains(n))
+                .map(|t| format!("'{}'", t.as_str()))
+                .collect();
+            format!("(!has(self.attributes.{n}) || self.type in [{}])", types.join(", "))
         })
         .collect();
-    format!("!has(self.attributes) || self.attributes.all(k, {})", per_type.join(" || "))
+    format!("!has(self.attributes) || ({})", clauses.join(" && "))
 }
 
 fn custom_toxic_attribute_message() -> String {
     let per_type: Vec<String> =
         ToxicType::ALL.iter().map(|t| format!("{}: {}", t.as_str(), t.attribute_names().join(", "))).collect();
-    format!("unknown attribute for this toxic type; allowed: {}", per_type.join("; "))
+    format!("an attribute this toxic type does not read; allowed: {}", per_type.join("; "))
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -70,7 +70,7 @@ pub fn desired_for(fault: &Fault, owner: &str) -> DesiredProxy {
             kind: custom.kind,
             stream,
             toxicity: custom.toxicity.unwrap_or(1.0),
-            attributes: custom.attributes.clone(),
+            attributes: custom.attributes.to_map(),
         });
     }
     DesiredProxy { enabled: fault.down != Some(true), toxics }
@@ -80,7 +80,7 @@ pub fn desired_for(fault: &Fault, owner: &str) -> DesiredProxy {
 mod tests {
     use super::*;
     use crate::{
-        api::CustomToxic,
+        api::{CustomToxic, ToxicAttributes},
         catalog::{latency, loss},
     };
 
@@ -127,7 +127,7 @@ mod tests {
             kind: ToxicType::Bandwidth,
             stream: None,
             toxicity: Some(0.5),
-            attributes: [("rate".to_string(), 10)].into(),
+            attributes: ToxicAttributes { rate: Some(10), ..Default::default() },
         };
         let f = Fault { target: 0, toxics: Some(vec![bw.clone(), bw]), ..Fault::default() };
         let d = desired_for(&f, "o");

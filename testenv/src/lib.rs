@@ -1,14 +1,19 @@
-//! The test harness: real peers (toxiproxy-server, redis-server) started on free loopback ports.
+//! The test harness: real peers (toxiproxy-server, redis-server, kube-apiserver with etcd) started
+//! on free loopback ports.
 //! Every process is killed when its handle drops, also when a test panics, and dies with the test
 //! process (PR_SET_PDEATHSIG), so nothing is left listening.
 
 mod bins;
+mod control_plane;
+mod kube_fixtures;
 mod ports;
 mod process;
 mod redis;
 mod toxiproxy;
 
 pub use bins::{cache_dir, redis_server_bin, toxiproxy_server_bin};
+pub use control_plane::ControlPlane;
+pub use kube_fixtures::{install_crd, namespace, ready_pod};
 pub use ports::{free_port, wait_for_port};
 pub use process::Managed;
 pub use redis::RedisServer;
