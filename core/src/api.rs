@@ -365,6 +365,45 @@ pub struct ChaosScenarioStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What the client did in each finished phase (written at each phase end).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observations: Vec<PhaseObservation>,
+}
+
+/// What the client did during one phase, from scrapes of `spec.client.metricsUrl`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PhaseObservation {
+    pub phase: Phase,
+    /// Scrapes taken during the phase.
+    pub samples: i32,
+    #[serde(default)]
+    pub servers: Vec<ServerObservation>,
+}
+
+/// One server's requests and breaker activity during one phase.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerObservation {
+    /// The `server` label in the client's metrics.
+    pub name: String,
+    pub successes: i64,
+    /// Errors and timeouts.
+    pub failures: i64,
+    /// Calls the breaker refused.
+    pub rejected: i64,
+    /// Successes in the last 40 % of the phase.
+    pub late_successes: i64,
+    /// Failures in the last 40 % of the phase.
+    pub late_failures: i64,
+    /// Breaker states seen (closed, half_open, open), from scrapes and transitions.
+    #[serde(default)]
+    pub breaker_states: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_breaker_state: Option<String>,
+    /// Transitions into open, half_open and closed during the phase.
+    pub opened: i64,
+    pub half_opened: i64,
+    pub closed: i64,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

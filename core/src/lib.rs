@@ -3,7 +3,10 @@
 
 pub mod api;
 pub mod catalog;
+pub mod checks;
+pub mod client_metrics;
 pub mod duration;
 pub mod engine;
 pub mod faults;
+pub mod observation;
 pub mod toxic;
