@@ -41,6 +41,8 @@ impl ControlPlane {
             down = scripts.join("down.sh").display(),
             dir = dir.display()
         );
+        // Never waited on: it must outlive this process.
+        #[allow(clippy::zombie_processes)]
         Command::new("setsid")
             .args(["sh", "-c", &watchdog])
             .stdin(Stdio::null())
