@@ -65,6 +65,28 @@ pub struct ChaosScenarioSpec {
     /// The client under test.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientSpec>,
+
+    /// End Testing early when the client's error rate stays high (needs client.metricsUrl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<AbortSpec>,
+}
+
+/// Ends Testing early: the run still goes through Recovery and ends Aborted with verdict Failed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortSpec {
+    /// Error ratio (errors and timeouts over all requests), 0–1, at or above which to abort.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub error_rate: f64,
+    /// How long the ratio must hold, measured over a trailing window.
+    #[serde(rename = "for")]
+    pub duration: PhaseDuration,
+}
+
+impl AbortSpec {
+    pub fn rule(&self) -> crate::observation::AbortRule {
+        crate::observation::AbortRule { error_rate: self.error_rate, window: self.duration.0 }
+    }
 }
 
 /// A catalog scenario name; the schema lists the catalog so the apiserver rejects unknown names.
@@ -350,6 +372,9 @@ pub struct ChaosScenarioStatus {
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
+    /// When spec.abort ended Testing early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_at: Option<Time>,
     /// The timed phases entered so far, with their start and end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<PhaseRecord>,

@@ -32,6 +32,8 @@ pub struct Plan {
     pub stabilization: Duration,
     pub testing: Duration,
     pub recovery: Duration,
+    /// When Testing was cut short (spec.abort); Recovery then starts here and runs its full length.
+    pub aborted_at: Option<Timestamp>,
 }
 
 fn after(t: Timestamp, d: Duration) -> Timestamp {
@@ -40,13 +42,29 @@ fn after(t: Timestamp, d: Duration) -> Timestamp {
 
 impl Plan {
     pub fn new(start: Timestamp, phases: &Phases) -> Self {
-        Self { start, stabilization: phases.stabilization.0, testing: phases.testing.0, recovery: phases.recovery.0 }
+        Self {
+            start,
+            stabilization: phases.stabilization.0,
+            testing: phases.testing.0,
+            recovery: phases.recovery.0,
+            aborted_at: None,
+        }
+    }
+
+    /// The same plan with Testing ending at `at` (ignored outside Testing).
+    pub fn abort_at(mut self, at: Option<Timestamp>) -> Self {
+        self.aborted_at = at;
+        self
     }
 
     /// When a timed phase starts; Completed "starts" when Recovery ends.
     pub fn starts(&self, phase: Phase) -> Option<Timestamp> {
         let testing = after(self.start, self.stabilization);
-        let recovery = after(testing, self.testing);
+        let planned = after(testing, self.testing);
+        let recovery = match self.aborted_at {
+            Some(a) if a >= testing && a < planned => a,
+            _ => planned,
+        };
         match phase {
             Phase::Stabilization => Some(self.start),
             Phase::Testing => Some(testing),
@@ -111,17 +129,16 @@ pub struct Moment {
     pub targets: Vec<DesiredProxy>,
 }
 
-/// The scenario at `now`. Outside Testing every target is clean (enabled, no chaoslab toxics); during
+/// The scenario at `now` on `plan` (built from the same spec's phases). Outside Testing every target is clean (enabled, no chaoslab toxics); during
 /// Testing each faulted target holds exactly its fault's toxics. `owner` tags the toxic names.
 pub fn moment(
     spec: &ChaosScenarioSpec,
     owner: &str,
     targets: usize,
-    start: Timestamp,
+    plan: &Plan,
     now: Timestamp,
 ) -> Result<Moment, EngineError> {
     let faults = resolve_faults(spec, targets)?;
-    let plan = Plan::new(start, &spec.phases);
     let phase = plan.phase_at(now);
     let desired = (0..targets)
         .map(|i| match faults.iter().find(|f| f.target as usize == i) {
@@ -148,6 +165,7 @@ mod tests {
             targets: Targets { selector: None, admin_port: 8474, proxy: "backend".into(), endpoints: None },
             phases: Phases::default(),
             client: None,
+            abort: None,
         }
     }
 
@@ -159,13 +177,17 @@ mod tests {
         t0() + SignedDuration::from_secs(secs)
     }
 
+    fn run(s: &ChaosScenarioSpec, targets: usize, now: Timestamp) -> Result<Moment, EngineError> {
+        moment(s, "o", targets, &Plan::new(t0(), &s.phases), now)
+    }
+
     fn toxic_counts(m: &Moment) -> Vec<usize> {
         m.targets.iter().map(|t| t.toxics.len()).collect()
     }
 
     #[test]
     fn before_start_is_pending_and_clean() {
-        let m = moment(&spec("multi-failure-2-servers-packet-loss"), "o", 3, t0(), at(-5)).unwrap();
+        let m = run(&spec("multi-failure-2-servers-packet-loss"), 3, at(-5)).unwrap();
         assert_eq!(m.phase, Phase::Pending);
         assert_eq!(m.next_deadline, Some(t0()));
         assert!(m.targets.iter().all(|t| *t == DesiredProxy::clean()));
@@ -185,7 +207,7 @@ mod tests {
             (100_000, Phase::Completed, None, [0, 0, 0]),
         ];
         for (secs, phase, deadline, counts) in cases {
-            let m = moment(&s, "o", 3, t0(), at(secs)).unwrap();
+            let m = run(&s, 3, at(secs)).unwrap();
             assert_eq!(m.phase, phase, "at {secs}s");
             assert_eq!(m.next_deadline, deadline.map(at), "deadline at {secs}s");
             assert_eq!(toxic_counts(&m), counts, "toxics at {secs}s");
@@ -196,13 +218,14 @@ mod tests {
     fn one_nanosecond_before_a_deadline_is_still_the_earlier_phase() {
         let s = spec("server-0-latency-500ms");
         let just_before = at(30) - SignedDuration::from_nanos(1);
-        assert_eq!(moment(&s, "o", 3, t0(), just_before).unwrap().phase, Phase::Stabilization);
-        assert_eq!(moment(&s, "o", 3, t0(), at(30)).unwrap().phase, Phase::Testing);
+        assert_eq!(run(&s, 3, just_before).unwrap().phase, Phase::Stabilization);
+        assert_eq!(run(&s, 3, at(30)).unwrap().phase, Phase::Testing);
     }
 
     #[test]
     fn testing_targets_hold_exactly_their_faults_and_others_are_clean() {
-        let m = moment(&spec("multi-failure-2-servers-latency"), "abc", 3, t0(), at(45)).unwrap();
+        let s = spec("multi-failure-2-servers-latency");
+        let m = moment(&s, "abc", 3, &Plan::new(t0(), &s.phases), at(45)).unwrap();
         assert_eq!(m.targets[0], desired_for(&latency(0, 500), "abc"));
         assert_eq!(m.targets[1], desired_for(&latency(1, 500), "abc"));
         assert_eq!(m.targets[2], DesiredProxy::clean());
@@ -212,50 +235,62 @@ mod tests {
     fn an_edited_spec_takes_effect_from_the_same_start() {
         // Generation 2 shortens Testing to 10s while the run is 20s into Testing: it is now Recovery.
         let mut s = spec("multi-failure-2-servers-packet-loss");
-        assert_eq!(moment(&s, "o", 3, t0(), at(50)).unwrap().phase, Phase::Testing);
+        assert_eq!(run(&s, 3, at(50)).unwrap().phase, Phase::Testing);
         s.phases.testing = PhaseDuration::from_secs(10);
-        let m = moment(&s, "o", 3, t0(), at(50)).unwrap();
+        let m = run(&s, 3, at(50)).unwrap();
         assert_eq!(m.phase, Phase::Recovery);
         assert_eq!(m.next_deadline, Some(at(100)));
         // Editing the faults mid-Testing changes the desired toxics at once.
         s.phases.testing = PhaseDuration::from_secs(60);
         s.template = None;
         s.faults = Some(vec![latency(2, 100)]);
-        assert_eq!(toxic_counts(&moment(&s, "o", 3, t0(), at(50)).unwrap()), [0, 0, 1]);
+        assert_eq!(toxic_counts(&run(&s, 3, at(50)).unwrap()), [0, 0, 1]);
     }
 
     #[test]
     fn zero_targets_is_an_error() {
-        let err = moment(&spec("server-0-latency-100ms"), "o", 0, t0(), at(0)).unwrap_err();
+        let err = run(&spec("server-0-latency-100ms"), 0, at(0)).unwrap_err();
         assert_eq!(err, EngineError::NoTargets);
     }
 
     #[test]
     fn bad_fault_lists_name_the_problem() {
         let mut s = spec("x");
-        assert_eq!(moment(&s, "o", 3, t0(), at(0)).unwrap_err(), EngineError::UnknownTemplate("x".into()));
+        assert_eq!(run(&s, 3, at(0)).unwrap_err(), EngineError::UnknownTemplate("x".into()));
         s.template = None;
         s.faults = Some(vec![loss(3, 100.0)]);
-        let err = moment(&s, "o", 3, t0(), at(0)).unwrap_err();
+        let err = run(&s, 3, at(0)).unwrap_err();
         assert_eq!(err, EngineError::TargetOutOfRange { target: 3, targets: 3 });
         assert!(err.to_string().contains("index 3"));
         s.faults = Some(vec![loss(1, 100.0), latency(1, 5)]);
-        assert_eq!(moment(&s, "o", 3, t0(), at(0)).unwrap_err(), EngineError::DuplicateTarget(1));
+        assert_eq!(run(&s, 3, at(0)).unwrap_err(), EngineError::DuplicateTarget(1));
         s.faults = None;
-        assert_eq!(moment(&s, "o", 3, t0(), at(0)).unwrap_err(), EngineError::TemplateXorFaults);
+        assert_eq!(run(&s, 3, at(0)).unwrap_err(), EngineError::TemplateXorFaults);
     }
 
     #[test]
     fn single_server_scenarios_need_only_as_many_targets_as_they_fault() {
-        assert!(moment(&spec("server-0-packet-loss-100"), "o", 1, t0(), at(40)).is_ok());
-        assert!(moment(&spec("server-2-packet-loss-100"), "o", 2, t0(), at(40)).is_err());
+        assert!(run(&spec("server-0-packet-loss-100"), 1, at(40)).is_ok());
+        assert!(run(&spec("server-2-packet-loss-100"), 2, at(40)).is_err());
+    }
+
+    #[test]
+    fn an_abort_ends_testing_early_and_recovery_keeps_its_length() {
+        let s = spec("multi-failure-2-servers-packet-loss");
+        let plan = Plan::new(t0(), &s.phases).abort_at(Some(at(40)));
+        assert_eq!(plan.phase_at(at(39)), Phase::Testing);
+        assert_eq!(plan.phase_at(at(40)), Phase::Recovery);
+        assert_eq!(plan.end(), at(100));
+        assert_eq!(toxic_counts(&moment(&s, "o", 3, &plan, at(45)).unwrap()), [0, 0, 0]);
+        // An abort time outside Testing changes nothing.
+        assert_eq!(Plan::new(t0(), &s.phases).abort_at(Some(at(5))).end(), at(150));
     }
 
     #[test]
     fn huge_durations_saturate_instead_of_panicking() {
         let mut s = spec("server-0-latency-100ms");
         s.phases.testing = PhaseDuration(Duration::from_secs(u64::MAX / 4));
-        let m = moment(&s, "o", 3, t0(), at(40)).unwrap();
+        let m = run(&s, 3, at(40)).unwrap();
         assert_eq!(m.phase, Phase::Testing);
     }
 }

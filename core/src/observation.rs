@@ -1,13 +1,14 @@
 //! Folding a phase's scrapes into a [`PhaseObservation`]: counter deltas over the phase and over
 //! its late part, breaker states seen, transitions. Pure: scrapes and times come in as arguments.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::{
     api::{Phase, PhaseObservation, ServerObservation},
     client_metrics::{BreakerState, Scrape, ServerMetrics},
+    engine::Plan,
 };
 
 /// The late part of a phase starts after this share of it.
@@ -109,11 +110,112 @@ fn delta(now: f64, before: f64) -> i64 {
     d.round() as i64
 }
 
+/// Records a whole run: each scrape goes to the phase its time falls in, by the plan.
+#[derive(Clone, Debug)]
+pub struct RunRecorder {
+    plan: Plan,
+    current: Option<PhaseAccumulator>,
+    finished: Vec<PhaseObservation>,
+    last: Option<Scrape>,
+    abort: Option<AbortRule>,
+    /// (time, successes, failures) totals during Testing, for the abort rule.
+    window: VecDeque<(Timestamp, f64, f64)>,
+}
+
+/// spec.abort: end Testing early when the client's error rate stays at or above `error_rate` for `window`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AbortRule {
+    pub error_rate: f64,
+    pub window: std::time::Duration,
+}
+
+impl RunRecorder {
+    pub fn new(plan: Plan, abort: Option<AbortRule>) -> Self {
+        Self { plan, current: None, finished: Vec::new(), last: None, abort, window: VecDeque::new() }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Adopts a changed plan (an abort, an edited spec); phases already finished stay as they are.
+    pub fn set_plan(&mut self, plan: Plan) {
+        self.plan = plan;
+    }
+
+    /// Records a scrape taken at `at`. Returns the abort time when the abort rule fires.
+    pub fn record(&mut self, at: Timestamp, scrape: Scrape) -> Option<Timestamp> {
+        self.close_until(at);
+        let phase = self.plan.phase_at(at);
+        if !Phase::TIMED.contains(&phase) {
+            self.last = Some(scrape);
+            return None;
+        }
+        if self.current.as_ref().map(PhaseAccumulator::phase) != Some(phase) {
+            let (start, end) = self.bounds(phase);
+            self.current = Some(PhaseAccumulator::new(phase, start, end, self.last.clone()));
+        }
+        let fired = if phase == Phase::Testing { self.check_abort(at, &scrape) } else { None };
+        self.current.as_mut().expect("set above").record(at, scrape.clone());
+        self.last = Some(scrape);
+        fired
+    }
+
+    fn bounds(&self, phase: Phase) -> (Timestamp, Timestamp) {
+        let start = self.plan.starts(phase).expect("timed phase");
+        let next = match phase {
+            Phase::Stabilization => Phase::Testing,
+            Phase::Testing => Phase::Recovery,
+            _ => Phase::Completed,
+        };
+        (start, self.plan.starts(next).expect("timed phase"))
+    }
+
+    /// Finishes the phase in progress if the plan says it ended by `now`.
+    pub fn close_until(&mut self, now: Timestamp) {
+        if let Some(acc) = &self.current {
+            let (_, end) = self.bounds(acc.phase());
+            if now >= end {
+                let acc = self.current.take().expect("checked");
+                self.finished.push(acc.finish());
+            }
+        }
+    }
+
+    /// Observations of the phases finished so far, in order.
+    pub fn finished(&self) -> &[PhaseObservation] {
+        &self.finished
+    }
+
+    /// The phase in progress, as observed so far.
+    pub fn current(&self) -> Option<PhaseObservation> {
+        self.current.as_ref().map(PhaseAccumulator::finish)
+    }
+
+    fn check_abort(&mut self, at: Timestamp, scrape: &Scrape) -> Option<Timestamp> {
+        let rule = self.abort?;
+        let ok: f64 = scrape.values().map(|m| m.success).sum();
+        let bad: f64 = scrape.values().map(|m| m.error + m.timeout).sum();
+        self.window.push_back((at, ok, bad));
+        let window = SignedDuration::try_from(rule.window).unwrap_or(SignedDuration::MAX);
+        // Keep one sample at or before the window start as its base.
+        while self.window.len() > 2 && self.window[1].0 <= at - window {
+            self.window.pop_front();
+        }
+        let (t0, ok0, bad0) = *self.window.front()?;
+        if at.duration_since(t0) < window {
+            return None;
+        }
+        let (d_ok, d_bad) = (ok - ok0, bad - bad0);
+        let total = d_ok + d_bad;
+        (total > 0.0 && d_bad / total >= rule.error_rate).then_some(at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use jiff::SignedDuration;
-
     use super::*;
+    use crate::api::Phases;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::UNIX_EPOCH + SignedDuration::from_secs(s)
@@ -168,5 +270,59 @@ mod tests {
     fn no_scrapes_means_no_servers() {
         let o = PhaseAccumulator::new(Phase::Recovery, at(0), at(10), None).finish();
         assert_eq!((o.samples, o.servers.len()), (0, 0));
+    }
+    fn totals(ok: f64, bad: f64) -> Scrape {
+        scrape(&[("a", ok, bad, BreakerState::Closed, 0.0)])
+    }
+
+    fn plan() -> Plan {
+        let phases = Phases {
+            stabilization: "10s".parse().unwrap(),
+            testing: "10s".parse().unwrap(),
+            recovery: "10s".parse().unwrap(),
+        };
+        Plan::new(at(0), &phases)
+    }
+
+    #[test]
+    fn a_run_is_split_into_phases_by_the_plan() {
+        let mut r = RunRecorder::new(plan(), None);
+        for s in 0..=31 {
+            r.record(at(s), totals(s as f64 * 10.0, 0.0));
+        }
+        let phases: Vec<_> = r.finished().iter().map(|o| (o.phase, o.samples)).collect();
+        assert_eq!(phases, [(Phase::Stabilization, 10), (Phase::Testing, 10), (Phase::Recovery, 10)]);
+        // Testing counts from the last Stabilization scrape (9s) to its last (19s).
+        assert_eq!(r.finished()[1].servers[0].successes, 100);
+    }
+
+    #[test]
+    fn close_until_finishes_a_phase_without_a_later_scrape() {
+        let mut r = RunRecorder::new(plan(), None);
+        r.record(at(1), totals(1.0, 0.0));
+        r.record(at(9), totals(9.0, 0.0));
+        assert!(r.finished().is_empty());
+        r.close_until(at(10));
+        assert_eq!(r.finished().len(), 1);
+        assert!(r.current().is_none());
+    }
+
+    #[test]
+    fn the_abort_rule_fires_after_a_sustained_error_rate() {
+        let rule = AbortRule { error_rate: 0.5, window: std::time::Duration::from_secs(3) };
+        let mut r = RunRecorder::new(plan(), Some(rule));
+        let mut fired = None;
+        for s in 0..20 {
+            // Healthy until 12s, then 80 % failures.
+            let (ok, bad) = if s <= 12 { (s as f64 * 10.0, 0.0) } else { (120.0 + (s - 12) as f64 * 2.0, (s - 12) as f64 * 8.0) };
+            if let Some(t) = r.record(at(s), totals(ok, bad)) {
+                fired.get_or_insert(t);
+            }
+        }
+        // Window 11s..14s: 30 requests, 16 failed (53 %).
+        assert_eq!(fired, Some(at(14)), "fires once the trailing 3s error rate reaches 50 %");
+        // Stabilization errors never fire it.
+        let mut r = RunRecorder::new(plan(), Some(rule));
+        assert!((0..10).all(|s| r.record(at(s), totals(0.0, s as f64 * 10.0)).is_none()));
     }
 }
