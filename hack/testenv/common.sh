@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared settings for hack/testenv/*.sh. Sourced, not executed.
 # Versions and the cache location are overridable from the environment.
 
@@ -20,3 +21,5 @@ KUBE_SCHEDULER_BIN="$TESTENV_BIN/kube-scheduler-v$KUBE_VERSION"
 ETCD_BIN="$TESTENV_BIN/etcd-v$ETCD_VERSION"
 HELM_BIN="$TESTENV_BIN/helm-v$HELM_VERSION"
 KWOK_BIN="$TESTENV_BIN/kwok-v$KWOK_VERSION"
+# kwok's stage definitions (node ready + heartbeat, pod lifecycle), copied from its module.
+KWOK_STAGES="$CHAOSLAB_CACHE/share/kwok-v$KWOK_VERSION/stages.yaml"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# down.sh DIR — stops the kube-apiserver and etcd that up.sh started in DIR (SIGTERM, then
+# down.sh DIR — stops what up.sh started in DIR (kwok, kube-scheduler,
+# kube-controller-manager, kube-apiserver, etcd: SIGTERM, then
 # SIGKILL after CHAOSLAB_STOP_TIMEOUT seconds, default 10) and deletes what up.sh wrote
 # there (data, keys, kubeconfig, env, logs; with --keep-logs the *.log files stay).
 # Idempotent: fine when nothing runs or DIR does not exist. Only deletes up.sh's own files,
@@ -9,10 +10,12 @@ set -euo pipefail
 log() { echo "down.sh: $*" >&2; }
 
 keep_logs=0
+keep_lock=0 # up.sh calls down.sh while it holds DIR/.up.lock
 args=()
 for a in "$@"; do
   case "$a" in
     --keep-logs) keep_logs=1 ;;
+    --keep-lock) keep_lock=1 ;;
     *) args+=("$a") ;;
   esac
 done
@@ -20,6 +23,12 @@ done
 [ -d "${args[0]}" ] || { log "${args[0]} does not exist: nothing to do"; exit 0; }
 dir="$(cd "${args[0]}" && pwd -P)"
 timeout="${CHAOSLAB_STOP_TIMEOUT:-10}"
+
+# Not while an up.sh is starting a control plane in DIR.
+if [ "$keep_lock" = 0 ] && command -v flock >/dev/null; then
+  exec 9>"$dir/.up.lock"
+  flock 9
+fi
 
 # Only a live process whose command line names DIR is ours (guards against pid reuse).
 our_pid() { # $1 pid file; prints the pid
@@ -58,13 +67,20 @@ stop() { # $1 name, $2 pid file
   rm -f "$2"
 }
 
-# The apiserver first: it would otherwise log etcd connection errors while shutting down.
+# Clients first, then the apiserver, then etcd (each would log errors about the next one).
+stop kwok "$dir/kwok.pid"
+stop kube-scheduler "$dir/kube-scheduler.pid"
+stop kube-controller-manager "$dir/kube-controller-manager.pid"
 stop kube-apiserver "$dir/apiserver.pid"
 stop etcd "$dir/etcd.pid"
 
 rm -rf "$dir/etcd-data" "$dir/apiserver-certs" "$dir/pki" "$dir/kubeconfig" "$dir/env"
 if [ "$keep_logs" = 0 ]; then
-  rm -f "$dir/etcd.log" "$dir/apiserver.log"
+  rm -f "$dir/etcd.log" "$dir/apiserver.log" "$dir/kube-controller-manager.log" \
+    "$dir/kube-scheduler.log" "$dir/kwok.log"
 fi
-rmdir "$dir" 2>/dev/null || true
+if [ "$keep_lock" = 0 ]; then
+  rm -f "$dir/.up.lock"
+  rmdir "$dir" 2>/dev/null || true
+fi
 log "control plane in $dir is down"

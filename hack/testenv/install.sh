@@ -39,19 +39,38 @@ mkdir -p "$TESTENV_BIN" "$src_root" "$log_dir" "$CHAOSLAB_CACHE/tmp"
 if command -v flock >/dev/null; then
   exec 9>"$CHAOSLAB_CACHE/.testenv-install.lock"
   flock 9
+  # Holding the lock, no other install.sh runs: scratch left by an interrupted one can go.
+  rm -rf "$CHAOSLAB_CACHE/tmp"
+  mkdir -p "$CHAOSLAB_CACHE/tmp"
 fi
 
 export GOWORK=off CGO_ENABLED=0
+# The go command's scratch files go into the cache too (the Go build cache stays in GOCACHE).
+export GOTMPDIR="$CHAOSLAB_CACHE/tmp"
 # Keep the go command itself modest too; the compile jobs are capped by -p.
 export GOMAXPROCS="${GOMAXPROCS:-$jobs}"
 
-gocmd() { nice -n "$niceness" go "$@"; }
+# go, niced, without its hundreds of "go: downloading ..." lines on stderr.
+gocmd() { { nice -n "$niceness" go "$@" 2>&1 1>&3 3>&- | sed -u '/^go: downloading /d' >&2; } 3>&1; }
+
+# Each build runs in its own subshell: a scratch dir in the cache, removed when it exits.
+# (Global, not local: the EXIT trap runs after the build function has returned.)
+build_tmp=""
+new_build_tmp() { # $1 name
+  build_tmp="$(mktemp -d "$CHAOSLAB_CACHE/tmp/$1.XXXXXX")"
+  trap 'rm -rf "$build_tmp"' EXIT
+}
 
 # $1: module@version. Prints the path of its go.mod in the module cache.
 gomod_of() {
   local json path
-  json="$(go mod download -json "$1")" || { echo "$json" >&2; return 1; }
-  if grep -q '"Error"' <<<"$json"; then echo "$json" >&2; return 1; fi
+  json="$(go mod download -json "$1" 2>&1)" || true
+  if grep -q '"Error"' <<<"$json" || ! grep -q '"GoMod"' <<<"$json"; then
+    log "cannot get $1 from the Go module proxy:"
+    { sed -n 's/^[[:space:]]*"Error": "\(.*\)",\{0,1\}$/\1/p' <<<"$json" | sed 's/\\n/\n/g; s/\\t/  /g'
+      grep -q '"Error"' <<<"$json" || echo "$json"; } | sed 's/^/    /' >&2
+    return 1
+  fi
   path="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")"
   [ -n "$path" ] && [ -f "$path" ] || { log "no go.mod found for $1"; return 1; }
   echo "$path"
@@ -119,22 +138,21 @@ build_kube() {
   local cmd="$1" out="$TESTENV_BIN/$1-v$KUBE_VERSION"
   local minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
   local major="${KUBE_VERSION%%.*}"
-  local dir tmp
+  local dir
   dir="$(kube_module)"
-  tmp="$(mktemp -d "$CHAOSLAB_CACHE/tmp/$cmd.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
+  new_build_tmp "$cmd"
   log "building $cmd v$KUBE_VERSION (several minutes the first time)..."
-  (cd "$dir" && gocmd build -p "$jobs" -trimpath -o "$tmp/$cmd" \
+  (cd "$dir" && gocmd build -p "$jobs" -trimpath -o "$build_tmp/$cmd" \
     -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" \
     "k8s.io/kubernetes/cmd/$cmd")
-  mv -f "$tmp/$cmd" "$out"
+  mv -f "$build_tmp/$cmd" "$out"
 }
 
 # ---- etcd ---------------------------------------------------------------------------
 # go.etcd.io/etcd/server/v3 replaces its sibling modules with ../api etc.; those replaces
 # are ignored in a dependency, so the helper module pins each of them to the same tag.
 build_etcd() {
-  local out="$ETCD_BIN" dir="$src_root/etcd-v$ETCD_VERSION" upstream tmp
+  local out="$ETCD_BIN" dir="$src_root/etcd-v$ETCD_VERSION" upstream
   if [ ! -f "$dir/.tidy-ok" ]; then
     upstream="$(gomod_of "go.etcd.io/etcd/server/v3@v$ETCD_VERSION")"
     mkdir -p "$dir"
@@ -170,16 +188,15 @@ EOF
     tidy "$dir" "etcd-v$ETCD_VERSION"
     touch "$dir/.tidy-ok"
   fi
-  tmp="$(mktemp -d "$CHAOSLAB_CACHE/tmp/etcd.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
+  new_build_tmp etcd
   log "building etcd v$ETCD_VERSION (a minute or two the first time)..."
-  (cd "$dir" && gocmd build -p "$jobs" -trimpath -ldflags "-s -w" -o "$tmp/etcd" .)
-  mv -f "$tmp/etcd" "$out"
+  (cd "$dir" && gocmd build -p "$jobs" -trimpath -ldflags "-s -w" -o "$build_tmp/etcd" .)
+  mv -f "$build_tmp/etcd" "$out"
 }
 
 # ---- helm, kwok: plain go install pkg@version (their go.mod files have no replaces) ---
 build_helm() {
-  local out="$HELM_BIN" upstream k8s_minor tmp
+  local out="$HELM_BIN" upstream k8s_minor
   upstream="$(gomod_of "helm.sh/helm/v3@v$HELM_VERSION")"
   # As helm's Makefile: the default kube version helm assumes offline = its client-go + 1.0
   k8s_minor="$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$upstream" | head -n1)"
@@ -188,22 +205,46 @@ build_helm() {
     ldflags="$ldflags -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s_minor"
     ldflags="$ldflags -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor"
   fi
-  tmp="$(mktemp -d "$CHAOSLAB_CACHE/tmp/helm.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
+  new_build_tmp helm
   log "building helm v$HELM_VERSION (a few minutes the first time)..."
-  GOBIN="$tmp" gocmd install -p "$jobs" -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
-  mv -f "$tmp/helm" "$out"
+  GOBIN="$build_tmp" gocmd install -p "$jobs" -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  mv -f "$build_tmp/helm" "$out"
 }
 
 build_kwok() {
-  local out="$KWOK_BIN" tmp
-  tmp="$(mktemp -d "$CHAOSLAB_CACHE/tmp/kwok.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
+  local out="$KWOK_BIN"
+  new_build_tmp kwok
   log "building kwok v$KWOK_VERSION (a few minutes the first time)..."
-  GOBIN="$tmp" gocmd install -p "$jobs" -trimpath \
+  GOBIN="$build_tmp" gocmd install -p "$jobs" -trimpath \
     -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v$KUBE_VERSION" \
     "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
-  mv -f "$tmp/kwok" "$out"
+  mv -f "$build_tmp/kwok" "$out"
+}
+
+# kwok does nothing without stages: take the stock ones from its module (kustomize/stage):
+# nodes become Ready and keep a heartbeat lease; pods go Pending -> Running/Ready, complete,
+# and are deleted, as a kubelet would report.
+kwok_stages() {
+  local json moddir st tmpf
+  json="$(go mod download -json "sigs.k8s.io/kwok@v$KWOK_VERSION")"
+  moddir="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")"
+  st="$moddir/kustomize/stage"
+  [ -d "$st" ] || { log "no kustomize/stage in $moddir"; return 1; }
+  mkdir -p "$(dirname "$KWOK_STAGES")"
+  tmpf="$KWOK_STAGES.tmp.$$"
+  {
+    echo "# Generated by hack/testenv/install.sh from sigs.k8s.io/kwok@v$KWOK_VERSION/kustomize/stage"
+    local f
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             pod/general/pod-create.yaml pod/general/pod-init-container-running.yaml \
+             pod/general/pod-init-container-completed.yaml pod/general/pod-ready.yaml \
+             pod/general/pod-complete.yaml pod/general/pod-delete.yaml; do
+      [ -f "$st/$f" ] || { log "kwok stage $f not found in $st"; rm -f "$tmpf"; return 1; }
+      echo "---"
+      cat "$st/$f"
+    done
+  } >"$tmpf"
+  mv -f "$tmpf" "$KWOK_STAGES"
 }
 
 # ---- main -----------------------------------------------------------------------------
@@ -213,13 +254,16 @@ wanted=("kube-apiserver|$KUBE_APISERVER_BIN|build_kube kube-apiserver"
 if [ "$all" = 1 ]; then
   wanted+=("kube-controller-manager|$KUBE_CONTROLLER_MANAGER_BIN|build_kube kube-controller-manager"
            "kube-scheduler|$KUBE_SCHEDULER_BIN|build_kube kube-scheduler"
-           "kwok|$KWOK_BIN|build_kwok")
+           "kwok|$KWOK_BIN|build_kwok"
+           "kwok-stages|$KWOK_STAGES|kwok_stages")
 fi
+
+present() { [ -f "$1" ] && { [[ "$1" == *.yaml ]] || [ -x "$1" ]; }; }
 
 failed=()
 for w in "${wanted[@]}"; do
   IFS='|' read -r name path fn <<<"$w"
-  if [ -x "$path" ]; then
+  if present "$path"; then
     log "$name: present ($path)"
     continue
   fi
@@ -229,7 +273,7 @@ for w in "${wanted[@]}"; do
   ( set -euo pipefail; $fn )
   rc=$?
   set -e
-  if [ "$rc" -eq 0 ] && [ -x "$path" ]; then
+  if [ "$rc" -eq 0 ] && present "$path"; then
     log "$name: built in $((SECONDS - start)) s -> $path"
   else
     log "$name: BUILD FAILED after $((SECONDS - start)) s (exit $rc)"
@@ -240,7 +284,7 @@ done
 log "summary (cache: $TESTENV_BIN):"
 for w in "${wanted[@]}"; do
   IFS='|' read -r name path _ <<<"$w"
-  if [ -x "$path" ]; then
+  if present "$path"; then
     printf '%-24s %s\n' "$name" "$path"
   else
     printf '%-24s MISSING (%s)\n' "$name" "$path"
