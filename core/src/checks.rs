@@ -16,8 +16,9 @@ use crate::{
 
 /// Late Testing: the healthy servers must carry at least this share of successes when others are dead.
 pub const CONCENTRATION: f64 = 0.95;
-/// A slow or lossy server's share must fall to at most this fraction of its Stabilization share.
-pub const SHIFT: f64 = 0.5;
+/// A slow or lossy server's share must fall to at most this fraction of its Stabilization share
+/// (with two of three servers slow, p2c must still pick a slow one when it draws both of them).
+pub const SHIFT: f64 = 0.75;
 /// Late Recovery: each server must carry at least this fraction of an even share.
 pub const SPREAD: f64 = 0.5;
 /// "Near baseline": at most baseline + this many percentage points (as a ratio)…

@@ -314,7 +314,8 @@ mod tests {
         let mut fired = None;
         for s in 0..20 {
             // Healthy until 12s, then 80 % failures.
-            let (ok, bad) = if s <= 12 { (s as f64 * 10.0, 0.0) } else { (120.0 + (s - 12) as f64 * 2.0, (s - 12) as f64 * 8.0) };
+            let (ok, bad) =
+                if s <= 12 { (s as f64 * 10.0, 0.0) } else { (120.0 + (s - 12) as f64 * 2.0, (s - 12) as f64 * 8.0) };
             if let Some(t) = r.record(at(s), totals(ok, bad)) {
                 fired.get_or_insert(t);
             }

@@ -1,7 +1,25 @@
-//! `chaoslab-operator`: one binary with the CRD as a build output (`crd`); the controller (`run`)
-//! is tracked in issue 5.
+//! `chaoslab-operator`: drives ChaosScenarios through their phases (`run`), or prints the CRD (`crd`).
 
-use clap::{Parser, Subcommand};
+mod controller;
+mod http;
+mod leader;
+mod metrics;
+mod queue;
+mod reconcile;
+mod sampler;
+mod status;
+mod sweep;
+mod targets;
+
+use std::{
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use chaoslab_toxiproxy::RetryPolicy;
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "chaoslab-operator", version, about = "The chaoslab Kubernetes operator")]
@@ -12,12 +30,151 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Watch ChaosScenarios and run them.
+    Run(RunArgs),
     /// Print the ChaosScenario CustomResourceDefinition (same as `chaoslab crd`).
     Crd,
 }
 
-fn main() {
+#[derive(Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "CHAOSLAB_NAMESPACE")]
+    namespace: Option<String>,
+    /// Worker threads of the runtime.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_procs: u16,
+    /// Where /metrics, /healthz and /readyz listen.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// How often the client's metrics are scraped while a scenario runs (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    sample_interval: Duration,
+    /// Timeout of each Toxiproxy admin call (each call is tried 3 times).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    toxiproxy_timeout: Duration,
+    /// Elect a leader on a Lease, so several replicas can run safely.
+    #[arg(long, default_value_t = false)]
+    leader_election: bool,
+    /// Namespace of the Lease (default: the watched namespace, or `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "chaoslab-operator")]
+    lease_name: String,
+    /// How long a Lease lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<chaoslab_core::duration::PhaseDuration>().map(|d| d.0).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Crd => print!("{}", chaoslab_core::api::crd_yaml()),
+        Command::Crd => {
+            print!("{}", chaoslab_core::api::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+                )
+                .init();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.max_procs.into())
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
+    let metrics = metrics::Metrics::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--metrics-addr {}: {e}", args.metrics_addr))?;
+    tokio::spawn(http::serve(listener, metrics.registry.clone(), ready.clone()));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn({
+        let tx = stop_tx.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        }
+    });
+
+    let elector = args.leader_election.then(|| {
+        let ns = args.lease_namespace.clone().or(args.namespace.clone()).unwrap_or_else(|| "default".into());
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+        leader::Elector::new(client.clone(), &ns, &args.lease_name, &identity, args.lease_duration)
+    });
+    if let Some(e) = &elector {
+        tracing::info!(lease = %e.name, identity = %e.identity, "waiting for leadership");
+        let mut rx = stop_rx.clone();
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = rx.wait_for(|s| *s) => return Ok(()),
+        }
+        tracing::info!(lease = %e.name, "leading");
+        let (e, tx) = (e.clone(), stop_tx.clone());
+        tokio::spawn(async move {
+            e.hold().await;
+            tracing::error!("lost leadership: stopping so that only the leader drives scenarios");
+            let _ = tx.send(true);
+        });
+    }
+
+    let policy = RetryPolicy { timeout: args.toxiproxy_timeout, ..RetryPolicy::default() };
+    match sweep::sweep(&controller::api(&client, args.namespace.as_deref()), policy).await {
+        Ok(n) => tracing::info!(removed = n, "start-up sweep of leftover toxics done"),
+        Err(e) => tracing::warn!("start-up sweep: {e}"),
+    }
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let config = controller::Config {
+        namespace: args.namespace,
+        sample_interval: args.sample_interval,
+        queue_poll: Duration::from_secs(2),
+        toxiproxy_policy: policy,
+    };
+    tracing::info!(namespace = config.namespace.as_deref().unwrap_or("(all)"), "watching ChaosScenarios");
+    controller::run(client, config, metrics, stop).await;
+    if let Some(e) = &elector {
+        e.release().await;
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "chaoslab".into())
 }

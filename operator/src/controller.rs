@@ -1,0 +1,110 @@
+//! The kube-rs Controller: watches ChaosScenarios, runs [`reconcile`] under a finalizer.
+
+use std::{sync::Arc, time::Duration};
+
+use chaoslab_core::api::ChaosScenario;
+use chaoslab_toxiproxy::RetryPolicy;
+use futures::StreamExt;
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Recorder, Reporter},
+        finalizer::{Event as Finalizer, finalizer},
+        reflector::Store,
+        watcher,
+    },
+};
+use tokio::sync::Mutex;
+
+use crate::{metrics::Metrics, reconcile, sampler::Samplers};
+
+pub const FINALIZER: &str = "chaoslab.dev/cleanup";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch one namespace, or all.
+    pub namespace: Option<String>,
+    pub sample_interval: Duration,
+    /// How often a Queued scenario looks again.
+    pub queue_poll: Duration,
+    pub toxiproxy_policy: RetryPolicy,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub samplers: Samplers,
+    pub store: Store<ChaosScenario>,
+    /// Uids this process started whose status the cache may not show yet (queue decisions).
+    pub started: Mutex<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+pub fn api(client: &Client, namespace: Option<&str>) -> Api<ChaosScenario> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_duration.with_label_values(&[] as &[&str]).start_timer();
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<ChaosScenario> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(o) => reconcile::apply(o, ctx.clone()).await,
+            Finalizer::Cleanup(o) => reconcile::cleanup(o, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    timer.observe_duration();
+    ctx.metrics.reconciles.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
+    result
+}
+
+fn error_policy(obj: Arc<ChaosScenario>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(scenario = %reconcile::scenario_key(&obj), "reconcile failed, retrying in 2s: {err}");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    config: Config,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api = api(&client, config.namespace.as_deref());
+    let controller = Controller::new(api, watcher::Config::default()).graceful_shutdown_on(shutdown);
+    let reporter = Reporter { controller: "chaoslab-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        samplers: Samplers::new(config.sample_interval),
+        store: controller.store(),
+        started: Mutex::new(Vec::new()),
+        client,
+        config,
+        metrics,
+    });
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+}

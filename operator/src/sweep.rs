@@ -1,0 +1,48 @@
+//! At start-up: remove chaoslab toxics left by scenarios that are gone or not in Testing
+//! (a crash between a phase change and its cleanup, a deletion while the operator was down).
+
+use std::collections::BTreeSet;
+
+use chaoslab_core::{
+    api::{ChaosScenario, Phase},
+    faults::{owner_of, owner_tag},
+};
+use chaoslab_toxiproxy::{Client as Toxiproxy, RetryPolicy};
+use kube::{Api, ResourceExt, api::ListParams};
+
+/// Sweeps the Toxiproxies that any scenario's status lists. Returns how many toxics it removed.
+pub async fn sweep(api: &Api<ChaosScenario>, policy: RetryPolicy) -> Result<usize, kube::Error> {
+    let all = api.list(&ListParams::default()).await?.items;
+    let testing: BTreeSet<String> = all
+        .iter()
+        .filter(|s| s.status.as_ref().and_then(|st| st.phase) == Some(Phase::Testing))
+        .map(|s| owner_tag(&s.uid().unwrap_or_default()))
+        .collect();
+    let proxies: BTreeSet<(String, String)> = all
+        .iter()
+        .flat_map(|s| s.status.iter().flat_map(|st| st.targets.iter().map(|t| (t.endpoint.clone(), t.proxy.clone()))))
+        .collect();
+    let mut removed = 0;
+    for (url, proxy) in proxies {
+        let Ok(client) = Toxiproxy::with_policy(&url, policy) else { continue };
+        let toxics = match client.toxics(&proxy).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("sweep: {e}");
+                continue;
+            }
+        };
+        for t in toxics {
+            if owner_of(&t.name).is_some_and(|o| !testing.contains(o)) {
+                match client.delete_toxic(&proxy, &t.name).await {
+                    Ok(()) => {
+                        removed += 1;
+                        tracing::info!(%url, %proxy, toxic = %t.name, "sweep: removed a leftover toxic");
+                    }
+                    Err(e) => tracing::warn!("sweep: {e}"),
+                }
+            }
+        }
+    }
+    Ok(removed)
+}

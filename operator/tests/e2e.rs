@@ -1,0 +1,320 @@
+//! The operator end to end: a real kube-apiserver, the real operator binary, test Pods whose podIP
+//! is a loopback address where a real toxiproxy-server fronts a real redis-server, and the real
+//! chaoslab-loadgen as the client under test. Each test runs its own operator on its own namespace.
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::PathBuf,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use chaoslab_core::{
+    api::{ChaosScenario, Phase, Verdict, crd_yaml},
+    faults::owner_of,
+};
+use chaoslab_testenv::{
+    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, install_crd, namespace, ready_pod,
+};
+use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, PostParams},
+};
+use serde_json::json;
+
+const LABEL: &str = "app.kubernetes.io/component";
+
+/// One backend "pod": redis behind a toxiproxy whose admin API listens on the pod's loopback IP.
+struct Backend {
+    _redis: RedisServer,
+    toxiproxy: ToxiproxyServer,
+    /// Where the proxy listens (what the client connects to).
+    listen: String,
+}
+
+impl Backend {
+    fn client(&self) -> Toxiproxy {
+        Toxiproxy::new(&self.toxiproxy.url()).unwrap()
+    }
+}
+
+/// A loopback address no other test in this binary uses: 127.0.<pid-based>.<n>.
+fn pod_ip() -> Ipv4Addr {
+    static N: AtomicU32 = AtomicU32::new(10);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    Ipv4Addr::new(127, 0, (std::process::id() % 200 + 20) as u8, (n % 240 + 10) as u8)
+}
+
+async fn backends(client: &Client, ns: &str, n: usize, admin_port: u16) -> Vec<Backend> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let redis = RedisServer::start();
+        let ip = pod_ip();
+        let toxiproxy = ToxiproxyServer::start_at(ip, admin_port);
+        let listen = format!("127.0.0.1:{}", free_port());
+        Toxiproxy::new(&toxiproxy.url())
+            .unwrap()
+            .create_proxy(&NewProxy {
+                name: "backend".into(),
+                listen: listen.clone(),
+                upstream: redis.addr(),
+                enabled: None,
+            })
+            .await
+            .unwrap();
+        let labels = BTreeMap::from([(LABEL.to_string(), "backend".to_string())]);
+        ready_pod(client, ns, &format!("backend-{i}"), labels, &ip.to_string()).await;
+        out.push(Backend { _redis: redis, toxiproxy, listen });
+    }
+    out
+}
+
+fn target_dir() -> PathBuf {
+    // target/debug/deps/e2e-… → target/debug
+    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn operator(ns: &str) -> Managed {
+    let cp = ControlPlane::shared();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaoslab-operator"));
+    cmd.args(["run", "--namespace", ns, "--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--sample-interval", "500ms", "--toxiproxy-timeout", "2s"])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("RUST_LOG", "info,kube=warn");
+    Managed::spawn(&format!("operator-{ns}"), cmd)
+}
+
+/// The real chaoslab-loadgen binary, bounded to 90 s, exporting metrics on a free port.
+fn loadgen(backends: &[Backend]) -> (Managed, String) {
+    let bin = target_dir().join("chaoslab-loadgen");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "chaoslab-loadgen"]).status().unwrap();
+        assert!(status.success(), "cargo build -p chaoslab-loadgen");
+    }
+    let port = free_port();
+    let targets: Vec<&str> = backends.iter().map(|b| b.listen.as_str()).collect();
+    let mut cmd = Command::new(bin);
+    cmd.args(["--targets", &targets.join(","), "--concurrency", "16", "--max-procs", "1", "--duration", "90s"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    (Managed::spawn("loadgen", cmd), format!("http://127.0.0.1:{port}/metrics"))
+}
+
+fn scenario(
+    name: &str,
+    template: &str,
+    admin_port: u16,
+    metrics: Option<&str>,
+    phases: (&str, &str, &str),
+) -> ChaosScenario {
+    let mut spec = json!({
+        "template": template,
+        "targets": {"selector": {"matchLabels": {LABEL: "backend"}}, "adminPort": admin_port},
+        "phases": {"stabilization": phases.0, "testing": phases.1, "recovery": phases.2},
+    });
+    if let Some(url) = metrics {
+        spec["client"] = json!({"metricsUrl": url});
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .unwrap()
+}
+
+async fn setup(prefix: &str) -> (Client, String, Api<ChaosScenario>) {
+    let client = ControlPlane::shared().client().await;
+    install_crd(&client, &crd_yaml()).await;
+    let ns = namespace(&client, prefix).await;
+    let api = Api::namespaced(client.clone(), &ns);
+    (client, ns, api)
+}
+
+/// Polls until `done` holds for the scenario, or panics after `limit` with its last status.
+async fn wait_for(
+    api: &Api<ChaosScenario>,
+    name: &str,
+    limit: Duration,
+    done: impl Fn(&ChaosScenario) -> bool,
+) -> ChaosScenario {
+    let start = Instant::now();
+    loop {
+        let s = api.get_opt(name).await.unwrap();
+        if let Some(s) = &s
+            && done(s)
+        {
+            return s.clone();
+        }
+        assert!(start.elapsed() < limit, "{name} not there after {limit:?}: {:#?}", s.and_then(|s| s.status));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn phase(s: &ChaosScenario) -> Option<Phase> {
+    s.status.as_ref().and_then(|st| st.phase)
+}
+
+async fn chaoslab_toxics(backends: &[Backend]) -> Vec<String> {
+    let mut left = Vec::new();
+    for b in backends {
+        for t in b.client().toxics("backend").await.unwrap() {
+            if owner_of(&t.name).is_some() {
+                left.push(t.name);
+            }
+        }
+    }
+    left
+}
+
+async fn run_to_verdict(template: &str) {
+    let (client, ns, api) = setup("e2e").await;
+    let admin = free_port();
+    let backends = backends(&client, &ns, 3, admin).await;
+    let (_loadgen, metrics) = loadgen(&backends);
+    let _op = operator(&ns);
+    api.create(&PostParams::default(), &scenario("run", template, admin, Some(&metrics), ("5s", "10s", "10s")))
+        .await
+        .unwrap();
+
+    let mid = wait_for(&api, "run", Duration::from_secs(30), |s| phase(s) == Some(Phase::Testing)).await;
+    let st = mid.status.unwrap();
+    let faulted: Vec<_> = st.targets.iter().filter(|t| !t.toxics.is_empty()).map(|t| t.name.as_str()).collect();
+    assert_eq!(faulted, ["backend-0", "backend-1"], "faults on 2 of 3 during Testing");
+    assert_eq!(chaoslab_toxics(&backends).await.len(), if template.ends_with("packet-loss") { 4 } else { 2 });
+
+    let done = wait_for(&api, "run", Duration::from_secs(60), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.phase, Some(Phase::Completed), "{:#?}", st.message);
+    assert!(st.checks.len() >= 6, "every check recorded: {:#?}", st.checks);
+    assert!(st.checks.iter().all(|c| !c.expected.is_empty() && !c.observed.is_empty()));
+    assert_eq!(
+        st.verdict,
+        Some(Verdict::Passed),
+        "{:#?}\n{}",
+        st.checks,
+        serde_json::to_string_pretty(&st.observations).unwrap()
+    );
+    assert_eq!(st.timeline.len(), 3);
+    assert_eq!(st.observations.len(), 3, "one observation per phase");
+    let conditions: Vec<(&str, &str)> = st.conditions.iter().map(|c| (c.type_.as_str(), c.status.as_str())).collect();
+    assert_eq!(
+        conditions,
+        [("Stabilized", "True"), ("FaultsInjected", "False"), ("Recovered", "True"), ("VerdictReached", "True")]
+    );
+    assert!(chaoslab_toxics(&backends).await.is_empty(), "no toxic left");
+}
+
+#[tokio::test]
+async fn multi_failure_packet_loss_passes() {
+    run_to_verdict("multi-failure-2-servers-packet-loss").await;
+}
+
+#[tokio::test]
+async fn multi_failure_latency_passes() {
+    run_to_verdict("multi-failure-2-servers-latency").await;
+}
+
+#[tokio::test]
+async fn a_killed_operator_resumes_and_leaves_nothing_behind() {
+    let (client, ns, api) = setup("kill").await;
+    let admin = free_port();
+    let backends = backends(&client, &ns, 3, admin).await;
+    let mut op = operator(&ns);
+    api.create(
+        &PostParams::default(),
+        &scenario("k", "multi-failure-2-servers-packet-loss", admin, None, ("3s", "8s", "4s")),
+    )
+    .await
+    .unwrap();
+    wait_for(&api, "k", Duration::from_secs(30), |s| phase(s) == Some(Phase::Testing)).await;
+    op.kill();
+    assert_eq!(chaoslab_toxics(&backends).await.len(), 4, "faults stay while the operator is down");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _op = operator(&ns);
+    let done = wait_for(&api, "k", Duration::from_secs(40), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.phase, Some(Phase::Completed), "{:?}", st.message);
+    assert!(chaoslab_toxics(&backends).await.is_empty());
+    for b in &backends {
+        assert!(b.client().proxy("backend").await.unwrap().enabled);
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_running_scenario_removes_its_toxics() {
+    let (client, ns, api) = setup("del").await;
+    let admin = free_port();
+    let backends = backends(&client, &ns, 3, admin).await;
+    let _op = operator(&ns);
+    api.create(
+        &PostParams::default(),
+        &scenario("d", "multi-failure-2-servers-latency", admin, None, ("2s", "60s", "5s")),
+    )
+    .await
+    .unwrap();
+    let running = wait_for(&api, "d", Duration::from_secs(30), |s| phase(s) == Some(Phase::Testing)).await;
+    assert!(running.metadata.finalizers.unwrap_or_default().contains(&"chaoslab.dev/cleanup".to_string()));
+    assert_eq!(chaoslab_toxics(&backends).await.len(), 2);
+    let t0 = Instant::now();
+    api.delete("d", &DeleteParams::default()).await.unwrap();
+    while !chaoslab_toxics(&backends).await.is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "toxics still there after deletion");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("toxics removed {:?} after the delete", t0.elapsed());
+    while api.get_opt("d").await.unwrap().is_some() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "finalizer not removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn scenarios_on_the_same_targets_queue_first_come_first_served() {
+    let (client, ns, api) = setup("queue").await;
+    let admin = free_port();
+    let _backends = backends(&client, &ns, 3, admin).await;
+    let _op = operator(&ns);
+    api.create(&PostParams::default(), &scenario("first", "server-0-latency-100ms", admin, None, ("2s", "3s", "2s")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    api.create(&PostParams::default(), &scenario("second", "server-1-latency-100ms", admin, None, ("2s", "3s", "2s")))
+        .await
+        .unwrap();
+    let queued = wait_for(&api, "second", Duration::from_secs(20), |s| phase(s).is_some()).await;
+    assert_eq!(phase(&queued), Some(Phase::Queued), "{:?}", queued.status);
+    assert!(queued.status.unwrap().message.unwrap().contains("/first"));
+    let first = wait_for(&api, "first", Duration::from_secs(30), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    let second = wait_for(&api, "second", Duration::from_secs(40), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    let (f, s) = (first.status.unwrap(), second.status.unwrap());
+    assert_eq!((f.phase, s.phase), (Some(Phase::Completed), Some(Phase::Completed)));
+    let first_end = f.completed_at.unwrap().0;
+    let second_start = s.started_at.unwrap().0;
+    assert!(second_start >= first_end, "second started {second_start} before first ended {first_end}");
+}
+
+#[tokio::test]
+async fn an_unreachable_toxiproxy_fails_the_scenario_naming_the_target() {
+    let (client, ns, api) = setup("down").await;
+    let admin = free_port();
+    let mut backends = backends(&client, &ns, 3, admin).await;
+    backends[1].toxiproxy.process.kill();
+    let _op = operator(&ns);
+    api.create(
+        &PostParams::default(),
+        &scenario("f", "multi-failure-2-servers-packet-loss", admin, None, ("2s", "3s", "2s")),
+    )
+    .await
+    .unwrap();
+    let failed = wait_for(&api, "f", Duration::from_secs(30), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    let st = failed.status.unwrap();
+    assert_eq!(st.phase, Some(Phase::Failed));
+    let msg = st.message.unwrap();
+    assert!(msg.contains("backend-1") && msg.contains(&backends[1].toxiproxy.url()), "{msg}");
+    // The reachable targets were cleaned.
+    for b in [&backends[0], &backends[2]] {
+        assert!(b.client().toxics("backend").await.unwrap().is_empty());
+    }
+}
