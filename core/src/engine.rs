@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
-    api::{ChaosScenarioSpec, Fault, Phase, Phases},
+    api::{ChaosScenarioSpec, Fault, Phase, PhaseRecord, Phases},
     catalog,
     faults::{DesiredProxy, desired_for},
 };
@@ -87,6 +88,20 @@ impl Plan {
             .into_iter()
             .find(|p| self.starts(*p).is_some_and(|s| now >= s))
             .unwrap_or(Phase::Stabilization)
+    }
+
+    /// The timed phases entered by `now`, with their start and (once over) end.
+    pub fn timeline(&self, now: Timestamp) -> Vec<PhaseRecord> {
+        let ends = [Phase::Testing, Phase::Recovery, Phase::Completed];
+        Phase::TIMED
+            .iter()
+            .zip(ends)
+            .filter_map(|(phase, next)| {
+                let start = self.starts(*phase)?;
+                let end = self.starts(next)?;
+                (start <= now).then(|| PhaseRecord { phase: *phase, start: Time(start), end: (end <= now).then_some(Time(end)) })
+            })
+            .collect()
     }
 
     /// The next phase boundary strictly after `now`, or None once the run is over.
@@ -284,6 +299,19 @@ mod tests {
         assert_eq!(toxic_counts(&moment(&s, "o", 3, &plan, at(45)).unwrap()), [0, 0, 0]);
         // An abort time outside Testing changes nothing.
         assert_eq!(Plan::new(t0(), &s.phases).abort_at(Some(at(5))).end(), at(150));
+    }
+
+    #[test]
+    fn timeline_lists_entered_phases_with_ends_once_over() {
+        let plan = Plan::new(t0(), &Phases::default());
+        let tl = plan.timeline(at(45));
+        assert_eq!(tl.len(), 2);
+        assert_eq!((tl[0].phase, tl[0].end.as_ref().map(|t| t.0)), (Phase::Stabilization, Some(at(30))));
+        assert_eq!((tl[1].phase, tl[1].end.clone()), (Phase::Testing, None));
+        assert!(plan.timeline(at(-1)).is_empty());
+        let done = plan.timeline(at(1000));
+        assert_eq!(done.len(), 3);
+        assert!(done.iter().all(|r| r.end.is_some()));
     }
 
     #[test]

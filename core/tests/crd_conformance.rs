@@ -9,6 +9,7 @@ use kube::{
     api::{DynamicObject, Patch, PatchParams, PostParams},
     core::{ApiResource, GroupVersionKind},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 async fn setup() -> (Client, String) {
@@ -257,4 +258,19 @@ async fn status_is_written_only_through_the_status_subresource() {
     let bad = json!({"status": {"phase": "Exploded"}});
     let err = api.patch_status("st", &PatchParams::default(), &Patch::Merge(&bad)).await.unwrap_err();
     assert!(err.to_string().contains("status.phase"), "{err}");
+}
+
+#[tokio::test]
+async fn all_scenarios_example_holds_the_whole_catalog_and_is_accepted() {
+    let (client, ns) = setup().await;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/all-scenarios.yaml")).unwrap();
+    let api = Api::<ChaosScenario>::namespaced(client, &ns);
+    let mut templates = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let obj = ChaosScenario::deserialize(doc).expect("a ChaosScenario");
+        templates.push(obj.spec.template.clone().expect("uses a template").0);
+        api.create(&PostParams::default(), &obj).await.expect("accepted");
+    }
+    let catalog: Vec<&str> = chaoslab_core::catalog::scenarios().iter().map(|s| s.name).collect();
+    assert_eq!(templates, catalog, "examples/all-scenarios.yaml lists the catalog in order");
 }

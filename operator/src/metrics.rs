@@ -13,6 +13,8 @@ pub struct Metrics {
     pub reconciles: IntCounterVec,
     pub reconcile_duration: HistogramVec,
     pub toxiproxy_calls: IntCounterVec,
+    /// How late a phase change was applied, against the planned boundary.
+    pub transition_lateness: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -35,7 +37,7 @@ impl Default for Metrics {
         .unwrap();
         let reconcile_duration = HistogramVec::new(
             HistogramOpts::new("chaoslab_operator_reconcile_duration_seconds", "Reconcile duration")
-                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]),
             &[],
         )
         .unwrap();
@@ -47,16 +49,26 @@ impl Default for Metrics {
             &["outcome"],
         )
         .unwrap();
+        let transition_lateness = HistogramVec::new(
+            HistogramOpts::new(
+                "chaoslab_operator_phase_transition_lateness_seconds",
+                "Time from a planned phase boundary to the reconcile that applied it",
+            )
+            .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
+            &["phase"],
+        )
+        .unwrap();
         for c in [
             Box::new(scenario_phase.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(toxic_active.clone()),
             Box::new(reconciles.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(toxiproxy_calls.clone()),
+            Box::new(transition_lateness.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Self { registry, scenario_phase, toxic_active, reconciles, reconcile_duration, toxiproxy_calls }
+        Self { registry, scenario_phase, toxic_active, reconciles, reconcile_duration, toxiproxy_calls, transition_lateness }
     }
 }
 

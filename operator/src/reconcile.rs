@@ -239,6 +239,12 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         Ok(m) => m,
         Err(e) => return fail(&ctx, &obj, &old, &targets, e.to_string()).await,
     };
+    if old.phase.is_some_and(|p| Phase::TIMED.contains(&p) && p != moment.phase)
+        && let Some(boundary) = plan.starts(moment.phase)
+    {
+        let late = now.duration_since(boundary).as_secs_f64().max(0.0);
+        ctx.metrics.transition_lateness.with_label_values(&[moment.phase.as_str()]).observe(late);
+    }
     // The lab's reset outside Testing removes every toxic; after the run only chaoslab's own go.
     let foreign = match moment.phase {
         Phase::Stabilization | Phase::Recovery => Foreign::Remove,
@@ -304,7 +310,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         started_at: Some(Time(started_at)),
         completed_at: done.then(|| Time(plan.end())),
         aborted_at: aborted_at.map(Time),
-        timeline: status::timeline(&plan, now),
+        timeline: plan.timeline(now),
         targets: held,
         verdict,
         checks,

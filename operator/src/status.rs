@@ -1,30 +1,9 @@
 //! Building the status a reconcile writes. Pure: everything comes in as arguments, so the same
 //! inputs give the same status and an unchanged scenario writes nothing.
 
-use chaoslab_core::{
-    api::{Phase, PhaseRecord, Verdict},
-    engine::Plan,
-};
+use chaoslab_core::api::{Phase, Verdict};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-
-/// The timed phases entered by `now`, with their start and (once over) end.
-pub fn timeline(plan: &Plan, now: Timestamp) -> Vec<PhaseRecord> {
-    let ends = [Phase::Testing, Phase::Recovery, Phase::Completed];
-    Phase::TIMED
-        .iter()
-        .zip(ends)
-        .filter_map(|(phase, next)| {
-            let start = plan.starts(*phase)?;
-            let end = plan.starts(next)?;
-            (start <= now).then(|| PhaseRecord {
-                phase: *phase,
-                start: Time(start),
-                end: (end <= now).then_some(Time(end)),
-            })
-        })
-        .collect()
-}
 
 /// One condition, keeping its lastTransitionTime while its status does not change.
 fn condition(
@@ -99,22 +78,10 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chaoslab_core::api::Phases;
     use jiff::SignedDuration;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::UNIX_EPOCH + SignedDuration::from_secs(s)
-    }
-
-    #[test]
-    fn timeline_lists_entered_phases_with_ends_once_over() {
-        let plan = Plan::new(at(0), &Phases::default());
-        let tl = timeline(&plan, at(45));
-        assert_eq!(tl.len(), 2);
-        assert_eq!((tl[0].phase, tl[0].end.as_ref().map(|t| t.0)), (Phase::Stabilization, Some(at(30))));
-        assert_eq!((tl[1].phase, tl[1].end.clone()), (Phase::Testing, None));
-        assert_eq!(timeline(&plan, at(1000)).len(), 3);
-        assert!(timeline(&plan, at(1000)).iter().all(|r| r.end.is_some()));
     }
 
     #[test]
