@@ -99,7 +99,11 @@ impl Plan {
             .filter_map(|(phase, next)| {
                 let start = self.starts(*phase)?;
                 let end = self.starts(next)?;
-                (start <= now).then(|| PhaseRecord { phase: *phase, start: Time(start), end: (end <= now).then_some(Time(end)) })
+                (start <= now).then(|| PhaseRecord {
+                    phase: *phase,
+                    start: Time(start),
+                    end: (end <= now).then_some(Time(end)),
+                })
             })
             .collect()
     }

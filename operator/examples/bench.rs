@@ -19,12 +19,19 @@ use serde_json::json;
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 /// CPU use in % of one core and peak RSS over `d`.
@@ -73,7 +80,11 @@ fn quantile(metrics: &str, family: &str, q: f64) -> Option<f64> {
 }
 
 fn count(metrics: &str, family: &str) -> f64 {
-    metrics.lines().filter(|l| l.starts_with(&format!("{family}_count"))).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}_count")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::main]
@@ -87,7 +98,12 @@ async fn main() {
     let toxiproxy = ToxiproxyServer::start();
     let tp = Toxiproxy::new(&toxiproxy.url()).unwrap();
     for i in 0..n {
-        let p = NewProxy { name: format!("p{i}"), listen: format!("127.0.0.1:{}", free_port()), upstream: "127.0.0.1:9".into(), enabled: None };
+        let p = NewProxy {
+            name: format!("p{i}"),
+            listen: format!("127.0.0.1:{}", free_port()),
+            upstream: "127.0.0.1:9".into(),
+            enabled: None,
+        };
         tp.create_proxy(&p).await.unwrap();
     }
     let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("chaoslab-operator");
@@ -121,11 +137,19 @@ async fn main() {
         let start = std::time::Instant::now();
         loop {
             let list = api.list(&ListParams::default()).await.unwrap();
-            let done = list.items.iter().filter(|s| s.status.as_ref().and_then(|st| st.phase).is_some_and(Phase::is_terminal)).count();
+            let done = list
+                .items
+                .iter()
+                .filter(|s| s.status.as_ref().and_then(|st| st.phase).is_some_and(Phase::is_terminal))
+                .count();
             if done == list.items.len() {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(120), "scenarios did not finish: {done}/{}", list.items.len());
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "scenarios did not finish: {done}/{}",
+                list.items.len()
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let w = watcher.await.unwrap();
@@ -138,6 +162,16 @@ async fn main() {
     println!("operator benchmark: {n} concurrent scenarios × {rounds} round(s), phases 2s/4s/2s, --max-procs 2");
     println!("  idle:    CPU {idle_cpu:.1}% of a core, RSS {idle_rss:.1} MiB");
     println!("  running: CPU {:.1}% of a core (8 s window), peak RSS {:.1} MiB", busy.0, busy.1);
-    println!("  phase transitions: {} measured; lateness p50 {}, p99 {} (from histogram buckets)", count(&metrics, late), ms(quantile(&metrics, late, 0.5)), ms(quantile(&metrics, late, 0.99)));
-    println!("  reconciles: {}; duration p50 {}, p99 {}", count(&metrics, rec), ms(quantile(&metrics, rec, 0.5)), ms(quantile(&metrics, rec, 0.99)));
+    println!(
+        "  phase transitions: {} measured; lateness p50 {}, p99 {} (from histogram buckets)",
+        count(&metrics, late),
+        ms(quantile(&metrics, late, 0.5)),
+        ms(quantile(&metrics, late, 0.99))
+    );
+    println!(
+        "  reconciles: {}; duration p50 {}, p99 {}",
+        count(&metrics, rec),
+        ms(quantile(&metrics, rec, 0.5)),
+        ms(quantile(&metrics, rec, 0.99))
+    );
 }

@@ -68,7 +68,15 @@ impl Default for Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Self { registry, scenario_phase, toxic_active, reconciles, reconcile_duration, toxiproxy_calls, transition_lateness }
+        Self {
+            registry,
+            scenario_phase,
+            toxic_active,
+            reconciles,
+            reconcile_duration,
+            toxiproxy_calls,
+            transition_lateness,
+        }
     }
 }
 

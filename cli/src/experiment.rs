@@ -1,0 +1,213 @@
+//! One scenario on the local lab, driven by the shared engine, recorder and checks: the same
+//! phases, toxics and verdict as the operator, with a local clock.
+
+use std::time::Duration;
+
+use chaoslab_core::{
+    api::{
+        ChaosScenarioSpec, ChaosScenarioStatus, Check, Endpoint, Phase, Phases, TargetStatus, Targets, TemplateName,
+        Verdict,
+    },
+    catalog::Scenario,
+    checks,
+    client_metrics::{self, Scrape},
+    engine::{self, Moment, Plan},
+    faults::owner_tag,
+    observation::RunRecorder,
+};
+use chaoslab_toxiproxy::Foreign;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use prometheus::{Encoder, TextEncoder};
+use serde::Serialize;
+
+use crate::lab::Lab;
+
+/// One sample of the time series in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Point {
+    /// Seconds since the run started.
+    pub t: f64,
+    pub phase: Phase,
+    pub servers: Vec<ServerPoint>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerPoint {
+    pub name: String,
+    /// Successful requests per second since the previous point.
+    pub ops: f64,
+    /// Errors and timeouts per second.
+    pub errors: f64,
+    pub rejected: f64,
+    /// 0 closed, 1 half-open, 2 open.
+    pub breaker: u8,
+    pub active: f64,
+    pub idle: f64,
+}
+
+pub struct Experiment<'a> {
+    lab: &'a Lab,
+    pub scenario: &'static Scenario,
+    spec: ChaosScenarioSpec,
+    owner: String,
+    plan: Plan,
+    recorder: RunRecorder,
+    pub series: Vec<Point>,
+    last: Option<(Timestamp, Scrape)>,
+    phase: Phase,
+    held: Vec<TargetStatus>,
+    next_converge: Timestamp,
+    interval: Duration,
+}
+
+/// Reads the client's metrics straight from its registry, through the same parser as a scrape.
+pub fn scrape(lab: &Lab) -> anyhow::Result<Scrape> {
+    let mut buf = Vec::new();
+    TextEncoder::new().encode(&lab.registry.gather(), &mut buf)?;
+    Ok(client_metrics::parse(&String::from_utf8_lossy(&buf))?)
+}
+
+impl<'a> Experiment<'a> {
+    pub fn new(lab: &'a Lab, scenario: &'static Scenario, phases: Phases, interval: Duration) -> Self {
+        let now = Timestamp::now();
+        let spec = ChaosScenarioSpec {
+            template: Some(TemplateName(scenario.name.to_string())),
+            faults: None,
+            targets: Targets {
+                selector: None,
+                admin_port: chaoslab_core::api::DEFAULT_ADMIN_PORT,
+                proxy: chaoslab_core::api::DEFAULT_PROXY.into(),
+                endpoints: Some(
+                    lab.servers
+                        .iter()
+                        .map(|s| Endpoint {
+                            name: s.name.clone(),
+                            url: s.toxiproxy.url().into(),
+                            proxy: Some(s.proxy.clone()),
+                        })
+                        .collect(),
+                ),
+            },
+            phases,
+            client: None,
+            abort: None,
+        };
+        let plan = Plan::new(now, &spec.phases);
+        Self {
+            lab,
+            scenario,
+            owner: owner_tag(&format!("{:x}{:x}", now.as_nanosecond(), std::process::id())),
+            recorder: RunRecorder::new(plan, None),
+            plan,
+            spec,
+            series: Vec::new(),
+            last: None,
+            phase: Phase::Pending,
+            held: Vec::new(),
+            next_converge: now,
+            interval,
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// One step at `now`: converge the proxies when the phase changes (and every few seconds),
+    /// record a sample. Returns the moment; the run is over once its phase is Completed.
+    pub async fn step(&mut self) -> anyhow::Result<Moment> {
+        let now = Timestamp::now();
+        let moment = engine::moment(&self.spec, &self.owner, self.lab.servers.len(), &self.plan, now)?;
+        if moment.phase != self.phase || now >= self.next_converge {
+            // The lab's reset outside Testing removes every toxic; in Testing only ours are managed.
+            let foreign = if moment.phase == Phase::Testing { Foreign::Keep } else { Foreign::Remove };
+            let mut held = Vec::new();
+            for (s, desired) in self.lab.servers.iter().zip(&moment.targets) {
+                let report = s.toxiproxy.converge(&s.proxy, desired, foreign).await?;
+                held.push(TargetStatus {
+                    name: s.name.clone(),
+                    endpoint: s.toxiproxy.url().into(),
+                    proxy: s.proxy.clone(),
+                    enabled: desired.enabled,
+                    toxics: report.held,
+                });
+            }
+            self.held = held;
+            self.phase = moment.phase;
+            self.next_converge = now + jiff::SignedDuration::from_secs(2);
+        }
+        let scrape = scrape(self.lab)?;
+        self.record(now, scrape);
+        Ok(moment)
+    }
+
+    fn record(&mut self, now: Timestamp, scrape: Scrape) {
+        if let Some((then, prev)) = &self.last {
+            let dt = now.duration_since(*then).as_secs_f64().max(1e-3);
+            let rate = |a: f64, b: f64| ((a - b).max(0.0)) / dt;
+            let servers = scrape
+                .iter()
+                .map(|(name, m)| {
+                    let p = prev.get(name).cloned().unwrap_or_default();
+                    ServerPoint {
+                        name: name.clone(),
+                        ops: rate(m.success, p.success),
+                        errors: rate(m.error + m.timeout, p.error + p.timeout),
+                        rejected: rate(m.rejected, p.rejected),
+                        breaker: m.breaker.map_or(0, |b| b as u8),
+                        active: m.pool_active,
+                        idle: m.pool_idle,
+                    }
+                })
+                .collect();
+            let t = now.duration_since(self.plan.start).as_secs_f64();
+            self.series.push(Point { t, phase: self.plan.phase_at(now), servers });
+        }
+        self.recorder.record(now, scrape.clone());
+        self.last = Some((now, scrape));
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The latest point of the series (for progress).
+    pub fn latest(&self) -> Option<&Point> {
+        self.series.last()
+    }
+
+    /// What the operator would write to status. `interrupted` runs end Aborted, Inconclusive.
+    pub fn status(&mut self, interrupted: bool) -> ChaosScenarioStatus {
+        let now = Timestamp::now();
+        self.recorder.close_until(now);
+        let observations = self.recorder.finished().to_vec();
+        let names: Vec<String> = self.lab.servers.iter().map(|s| s.name.clone()).collect();
+        let (mut checks, mut verdict) = checks::evaluate(&self.scenario.faults, &names, &observations);
+        if interrupted {
+            checks.push(Check {
+                name: "not-interrupted".into(),
+                description: "the run is not interrupted".into(),
+                expected: "the run reaches the end of Recovery".into(),
+                observed: format!("interrupted during {}", self.phase.as_str()),
+                passed: None,
+            });
+            verdict = Verdict::Inconclusive;
+        }
+        let phase = if interrupted { Phase::Aborted } else { Phase::Completed };
+        ChaosScenarioStatus {
+            phase: Some(phase),
+            observed_generation: None,
+            started_at: Some(Time(self.plan.start)),
+            completed_at: Some(Time(now)),
+            aborted_at: None,
+            timeline: self.plan.timeline(now),
+            targets: self.held.clone(),
+            verdict: Some(verdict),
+            checks,
+            conditions: vec![],
+            message: Some(if interrupted { "interrupted by the user".into() } else { format!("verdict {verdict:?}") }),
+            observations,
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The lab on one machine: three backends, a fault proxy in front of each, the client under test
+//! in-process. Everything it starts it also stops; proxies it created on real toxiproxy-servers
+//! are deleted again.
+
+use std::{net::SocketAddr, process::Stdio, time::Duration};
+
+use anyhow::{Context as _, bail};
+use chaoslab_core::faults::DesiredProxy;
+use chaoslab_faultproxy::FaultProxy;
+use chaoslab_loadgen::{Config, LoadGenerator, RunHandle, Target};
+use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign, NewProxy};
+use clap::ValueEnum;
+use prometheus::Registry;
+use tokio::{net::TcpListener, process::Child, sync::oneshot};
+
+pub const SERVERS: usize = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// chaoslab's built-in in-memory RESP server (nothing to install).
+    Builtin,
+    /// Real `redis-server` processes (must be on PATH).
+    RedisServer,
+}
+
+pub struct LabOptions {
+    pub backend: BackendKind,
+    /// Real toxiproxy-servers to use instead of the embedded fault proxies (one per server).
+    pub toxiproxy: Option<Vec<String>>,
+    pub concurrency: u32,
+}
+
+/// One server as the experiment sees it.
+pub struct LabServer {
+    pub name: String,
+    pub toxiproxy: Toxiproxy,
+    pub proxy: String,
+}
+
+enum Backend {
+    Builtin { stop: oneshot::Sender<()>, task: tokio::task::JoinHandle<std::io::Result<()>> },
+    Redis(Child),
+}
+
+enum Proxies {
+    Embedded(Vec<FaultProxy>),
+    /// Real toxiproxy-servers: the proxies we created there, to delete at the end.
+    External,
+}
+
+pub struct Lab {
+    pub servers: Vec<LabServer>,
+    pub registry: Registry,
+    pub load: RunHandle,
+    backends: Vec<Backend>,
+    proxies: Proxies,
+}
+
+async fn start_backend(kind: BackendKind) -> anyhow::Result<(Backend, SocketAddr)> {
+    match kind {
+        BackendKind::Builtin => {
+            let listener = TcpListener::bind("127.0.0.1:0").await.context("binding a built-in backend")?;
+            let addr = listener.local_addr()?;
+            let (stop, rx) = oneshot::channel::<()>();
+            let task = tokio::spawn(chaoslab_loadgen::resp_server::serve(listener, async {
+                let _ = rx.await;
+            }));
+            Ok((Backend::Builtin { stop, task }, addr))
+        }
+        BackendKind::RedisServer => {
+            let port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
+            let child = tokio::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--daemonize", "no", "--loglevel", "warning"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting redis-server (is it installed? or use --backend builtin)")?;
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                    return Ok((Backend::Redis(child), addr));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            bail!("redis-server did not listen on {addr} within 5s")
+        }
+    }
+}
+
+impl Lab {
+    pub async fn start(opts: &LabOptions) -> anyhow::Result<Lab> {
+        let mut backends = Vec::new();
+        let mut upstreams = Vec::new();
+        for _ in 0..SERVERS {
+            let (b, addr) = start_backend(opts.backend).await?;
+            backends.push(b);
+            upstreams.push(addr);
+        }
+        let (proxies, admins) = match &opts.toxiproxy {
+            None => {
+                let mut fps = Vec::new();
+                for _ in 0..SERVERS {
+                    fps.push(FaultProxy::start("127.0.0.1:0").await.context("starting the embedded fault proxy")?);
+                }
+                let urls = fps.iter().map(FaultProxy::url).collect();
+                (Proxies::Embedded(fps), urls)
+            }
+            Some(urls) => (Proxies::External, urls.clone()),
+        };
+        let mut servers = Vec::new();
+        let mut listens = Vec::new();
+        for (i, (url, upstream)) in admins.iter().zip(&upstreams).enumerate() {
+            let toxiproxy = Toxiproxy::new(url).with_context(|| format!("--toxiproxy {url}"))?;
+            toxiproxy.version().await.with_context(|| format!("cannot reach the Toxiproxy at {url}"))?;
+            let name = format!("server-{i}");
+            let proxy = format!("chaoslab-{name}");
+            // A proxy left by an interrupted earlier run has our name: replace it.
+            if toxiproxy.proxy(&proxy).await.is_ok() {
+                toxiproxy.delete_proxy(&proxy).await?;
+            }
+            let created = toxiproxy
+                .create_proxy(&NewProxy {
+                    name: proxy.clone(),
+                    listen: "127.0.0.1:0".into(),
+                    upstream: upstream.to_string(),
+                    enabled: Some(true),
+                })
+                .await
+                .with_context(|| format!("creating proxy {proxy} on {url}"))?;
+            listens.push(created.listen.clone());
+            servers.push(LabServer { name, toxiproxy, proxy });
+        }
+        let registry = Registry::new();
+        let names: Vec<&str> = listens.iter().map(String::as_str).collect();
+        let mut config = Config::new(Target::numbered(&names));
+        config.concurrency = opts.concurrency as usize;
+        let load = LoadGenerator::start(config, &registry).map_err(|e| anyhow::anyhow!("starting the client: {e}"))?;
+        Ok(Lab { servers, registry, load, backends, proxies })
+    }
+
+    /// Every proxy enabled and without toxics (chaoslab's or not).
+    pub async fn reset(&self) -> anyhow::Result<()> {
+        for s in &self.servers {
+            s.toxiproxy.converge(&s.proxy, &DesiredProxy::clean(), Foreign::Remove).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the client, removes what the lab created and stops what it started.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.load.stop();
+        let _ = self.load.wait().await;
+        let mut first_error = None;
+        match self.proxies {
+            Proxies::External => {
+                for s in &self.servers {
+                    if let Err(e) = s.toxiproxy.delete_proxy(&s.proxy).await {
+                        first_error.get_or_insert(anyhow::Error::from(e));
+                    }
+                }
+            }
+            Proxies::Embedded(fps) => {
+                for fp in fps {
+                    if let Err(e) = fp.shutdown().await {
+                        first_error.get_or_insert(e.into());
+                    }
+                }
+            }
+        }
+        for b in self.backends {
+            match b {
+                Backend::Builtin { stop, task } => {
+                    let _ = stop.send(());
+                    let _ = task.await;
+                }
+                Backend::Redis(mut child) => {
+                    let _ = child.kill().await;
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

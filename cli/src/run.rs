@@ -1,0 +1,243 @@
+//! `chaoslab run <scenario|all>`: the whole lab on one machine.
+
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use chaoslab_core::{
+    api::{Phase, Phases, Verdict},
+    catalog::{self, Scenario},
+    duration::PhaseDuration,
+};
+use clap::Args;
+use jiff::Timestamp;
+
+use crate::{
+    experiment::Experiment,
+    lab::{BackendKind, Lab, LabOptions},
+    progress,
+    report::{self, PhaseLengths, Report},
+};
+
+/// Exit status of a run interrupted by Ctrl-C (128 + SIGINT).
+pub const INTERRUPTED: u8 = 130;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A scenario name (`chaoslab list`), or `all` for the 14 one after another.
+    scenario: String,
+    /// Length of the Stabilization phase (no faults).
+    #[arg(long, default_value = "30s")]
+    stabilization: PhaseDuration,
+    /// Length of the Testing phase (faults on).
+    #[arg(long, default_value = "60s")]
+    testing: PhaseDuration,
+    /// Length of the Recovery phase (faults removed).
+    #[arg(long, default_value = "60s")]
+    recovery: PhaseDuration,
+    /// Concurrent workers of the client under test (closed model).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    concurrency: u32,
+    /// Write DIR/<scenario>.json and DIR/<scenario>.html.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// Use these three real toxiproxy-servers (admin URLs) instead of the embedded fault proxies.
+    #[arg(long, value_name = "URL,URL,URL", value_delimiter = ',', num_args = 1)]
+    toxiproxy: Option<Vec<String>>,
+    /// The backends behind the proxies.
+    #[arg(long, value_enum, default_value_t = BackendKind::Builtin)]
+    backend: BackendKind,
+}
+
+fn scenarios(name: &str) -> Result<Vec<&'static Scenario>, String> {
+    if name == "all" {
+        return Ok(catalog::scenarios().iter().collect());
+    }
+    catalog::find(name).map(|s| vec![s]).ok_or_else(|| {
+        let close: Vec<&str> =
+            catalog::scenarios().iter().map(|s| s.name).filter(|n| n.contains(name) || name.contains(n)).collect();
+        let hint = if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) };
+        format!("unknown scenario {name:?}{hint}: `chaoslab list` shows the 14 names, or use `all`")
+    })
+}
+
+/// Sampling interval: a fifth of the shortest phase, between 100 ms and 1 s.
+fn interval(p: &Phases) -> Duration {
+    let shortest = p.stabilization.0.min(p.testing.0).min(p.recovery.0);
+    (shortest / 5).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let chosen = match scenarios(&args.scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chaoslab run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(urls) = &args.toxiproxy
+        && urls.len() != 3
+    {
+        eprintln!("chaoslab run: --toxiproxy takes 3 admin URLs (one per server), got {}", urls.len());
+        return ExitCode::from(2);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let r = runtime.block_on(run_all(&args, &chosen));
+    // Everything the lab started is stopped by now; don't wait on stray blocking threads.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chaoslab run: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result<ExitCode> {
+    let phases = Phases { stabilization: args.stabilization, testing: args.testing, recovery: args.recovery };
+    let opts = LabOptions { backend: args.backend, toxiproxy: args.toxiproxy.clone(), concurrency: args.concurrency };
+    eprintln!(
+        "chaoslab: starting the lab (3 {:?} backends, {} fault proxies, {} workers)...",
+        args.backend,
+        if args.toxiproxy.is_some() { "real Toxiproxy" } else { "embedded" },
+        args.concurrency
+    );
+    let lab = Lab::start(&opts).await?;
+    let mut verdicts = Vec::new();
+    let mut interrupted = false;
+    for (i, scenario) in chosen.iter().enumerate() {
+        if chosen.len() > 1 {
+            eprintln!("\n[{}/{}] {} — {}", i + 1, chosen.len(), scenario.name, scenario.description);
+        } else {
+            eprintln!("{} — {}", scenario.name, scenario.description);
+        }
+        let (verdict, stopped) = match run_one(&lab, scenario, phases.clone(), args.report.as_deref()).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Leave nothing behind before reporting the error.
+                let _ = lab.reset().await;
+                let _ = lab.shutdown().await;
+                return Err(e.context(format!("running {}", scenario.name)));
+            }
+        };
+        verdicts.push((scenario.name, verdict));
+        if stopped {
+            interrupted = true;
+            break;
+        }
+    }
+    lab.reset().await.context("removing the toxics")?;
+    lab.shutdown().await.context("stopping the lab")?;
+    if chosen.len() > 1 {
+        eprintln!("\nsummary:");
+        for (name, v) in &verdicts {
+            eprintln!("  {v:<12?} {name}");
+        }
+    }
+    Ok(if interrupted {
+        eprintln!("chaoslab: interrupted; toxics removed and the lab stopped");
+        ExitCode::from(INTERRUPTED)
+    } else if verdicts.len() == chosen.len() && verdicts.iter().all(|(_, v)| *v == Verdict::Passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs one scenario; Ok((verdict, interrupted)).
+async fn run_one(
+    lab: &Lab,
+    scenario: &'static Scenario,
+    phases: Phases,
+    report_dir: Option<&std::path::Path>,
+) -> anyhow::Result<(Verdict, bool)> {
+    let lengths = PhaseLengths {
+        stabilization: phases.stabilization.0.as_secs_f64(),
+        testing: phases.testing.0.as_secs_f64(),
+        recovery: phases.recovery.0.as_secs_f64(),
+    };
+    let every = interval(&phases);
+    let mut exp = Experiment::new(lab, scenario, phases, every);
+    let tty = std::io::stderr().is_terminal();
+    let mut last_line = Timestamp::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut interrupted = false;
+    loop {
+        let moment = exp.step().await?;
+        if moment.phase == Phase::Completed {
+            break;
+        }
+        let now = Timestamp::now();
+        let (start, end) = phase_bounds(exp.plan(), moment.phase);
+        let done = now.duration_since(start).as_secs_f64() / end.duration_since(start).as_secs_f64().max(1e-9);
+        let line = progress::line(moment.phase, done, end.duration_since(now).as_secs_f64(), exp.latest());
+        if tty {
+            eprint!("\r\x1b[2K{line}");
+        } else if now.duration_since(last_line).as_secs_f64() >= 5.0 {
+            eprintln!("{line}");
+            last_line = now;
+        }
+        let wait = moment
+            .next_deadline
+            .map(|d| std::time::Duration::try_from(d.duration_since(now)).unwrap_or_default())
+            .unwrap_or(exp.interval())
+            .min(exp.interval());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut ctrl_c => { interrupted = true; break; }
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+    if interrupted {
+        lab.reset().await.context("removing the toxics after Ctrl-C")?;
+    }
+    let status = exp.status(interrupted);
+    print!("{}", report::table::render(scenario.name, &status));
+    if let Some(dir) = report_dir {
+        let r = Report {
+            scenario: scenario.name,
+            category: scenario.category,
+            description: &scenario.description,
+            phases: lengths,
+            status: &status,
+            series: &exp.series,
+        };
+        report::write(dir, &r).with_context(|| format!("writing the report to {}", dir.display()))?;
+        eprintln!("report: {}", dir.join(format!("{}.html", scenario.name)).display());
+    }
+    Ok((status.verdict.unwrap_or(Verdict::Inconclusive), interrupted))
+}
+
+fn phase_bounds(plan: &chaoslab_core::engine::Plan, phase: Phase) -> (Timestamp, Timestamp) {
+    let next = match phase {
+        Phase::Stabilization => Phase::Testing,
+        Phase::Testing => Phase::Recovery,
+        _ => Phase::Completed,
+    };
+    (plan.starts(phase).unwrap_or(plan.start), plan.starts(next).unwrap_or(plan.end()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_scenarios_suggest_close_names() {
+        let e = scenarios("multi-failure").unwrap_err();
+        assert!(e.contains("multi-failure-2-servers-packet-loss"), "{e}");
+        assert_eq!(scenarios("all").unwrap().len(), 14);
+    }
+
+    #[test]
+    fn the_sampling_interval_follows_the_shortest_phase() {
+        let p = |s: &str| s.parse::<PhaseDuration>().unwrap();
+        assert_eq!(
+            interval(&Phases { stabilization: p("2s"), testing: p("3s"), recovery: p("2s") }),
+            Duration::from_millis(400)
+        );
+        assert_eq!(interval(&Phases::default()), Duration::from_secs(1));
+    }
+}
