@@ -1,11 +1,22 @@
 use std::{
+    collections::HashSet,
     net::{SocketAddr, TcpListener, TcpStream},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago and that this process has not handed out
+/// before (tests in one binary run in parallel: two of them must never get the same port).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts on `addr`; false after `timeout`.

@@ -1,0 +1,199 @@
+//! `chaoslab run` as a user runs it: the real binary, short phases, the embedded fault proxies or
+//! real toxiproxy-servers, its exit status, its reports, and Ctrl-C.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use chaoslab_testenv::ToxiproxyServer;
+use serde_json::Value;
+
+fn chaoslab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = chaoslab().arg("run").args(args).stdin(Stdio::null()).output().expect("run chaoslab");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("chaoslab-run-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+const SHORT: [&str; 8] = ["--stabilization", "4s", "--testing", "8s", "--recovery", "8s", "--concurrency", "16"];
+
+fn report(dir: &Path, scenario: &str) -> Value {
+    let text = std::fs::read_to_string(dir.join(format!("{scenario}.json"))).expect("JSON report");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn multi_failure_packet_loss_passes_on_the_embedded_proxies() {
+    let dir = tmpdir("pl");
+    let out = run(&[&["multi-failure-2-servers-packet-loss", "--report", dir.to_str().unwrap()], &SHORT[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "exit 0 only when the verdict is Passed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("verdict: Passed"), "{stdout}");
+    let r = report(&dir, "multi-failure-2-servers-packet-loss");
+    assert_eq!(r["status"]["verdict"], "Passed");
+    assert_eq!(r["status"]["timeline"].as_array().unwrap().len(), 3);
+    assert!(r["status"]["checks"].as_array().unwrap().len() >= 8);
+    assert!(r["series"].as_array().unwrap().len() > 20, "a sampled time series");
+    assert!(dir.join("multi-failure-2-servers-packet-loss.html").exists());
+}
+
+#[test]
+fn multi_failure_latency_passes_on_the_embedded_proxies() {
+    let out = run(&[&["multi-failure-2-servers-latency"], &SHORT[..]].concat());
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn both_multi_failure_scenarios_pass_on_real_toxiproxy_servers() {
+    let servers: Vec<ToxiproxyServer> = (0..3).map(|_| ToxiproxyServer::start()).collect();
+    let urls: Vec<String> = servers.iter().map(ToxiproxyServer::url).collect();
+    for scenario in ["multi-failure-2-servers-packet-loss", "multi-failure-2-servers-latency"] {
+        let out = run(&[&[scenario, "--toxiproxy", &urls.join(","), "--backend", "redis-server"], &SHORT[..]].concat());
+        assert_eq!(out.status.code(), Some(0), "{scenario}");
+    }
+    // The lab deleted the proxies it created.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for url in &urls {
+        let proxies = rt.block_on(chaoslab_toxiproxy::Client::new(url).unwrap().proxies()).unwrap();
+        assert!(proxies.is_empty(), "left behind on {url}: {proxies:?}");
+    }
+}
+
+#[test]
+fn all_runs_fourteen_scenarios_and_reports_fourteen_verdicts() {
+    let dir = tmpdir("all");
+    let out = run(&[
+        "all",
+        "--stabilization",
+        "1s",
+        "--testing",
+        "1s",
+        "--recovery",
+        "1s",
+        "--concurrency",
+        "8",
+        "--report",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "a verdict per scenario, not a crash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("  verdict: ").count(), 14, "{stdout}");
+    for s in chaoslab_core::catalog::scenarios() {
+        let r = report(&dir, s.name);
+        assert!(r["status"]["verdict"].is_string(), "{}", s.name);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().skip_while(|l| *l != "summary:").skip(1).filter(|l| l.starts_with("  ")).count(), 14);
+}
+
+#[test]
+fn usage_errors_exit_2_and_name_the_problem() {
+    let out = run(&["no-such-scenario"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chaoslab list"));
+    let out = run(&["all", "--testing", "0s"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--testing"), "the flag is named");
+    let out = run(&["all", "--toxiproxy", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn ctrl_c_mid_testing_removes_toxics_stops_the_lab_and_writes_a_partial_report() {
+    let servers: Vec<ToxiproxyServer> = (0..3).map(|_| ToxiproxyServer::start()).collect();
+    let urls: Vec<String> = servers.iter().map(ToxiproxyServer::url).collect();
+    let dir = tmpdir("int");
+    let child = chaoslab()
+        .args([
+            "run",
+            "multi-failure-2-servers-packet-loss",
+            "--stabilization",
+            "2s",
+            "--testing",
+            "60s",
+            "--recovery",
+            "60s",
+        ])
+        .args(["--concurrency", "8", "--toxiproxy", &urls.join(","), "--report", dir.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = chaoslab_toxiproxy::Client::new(&urls[0]).unwrap();
+    // Wait until Testing put its toxics on server-0.
+    let start = Instant::now();
+    loop {
+        let toxics = rt.block_on(client.toxics("chaoslab-server-0")).unwrap_or_default();
+        if !toxics.is_empty() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "Testing never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    for url in &urls {
+        let proxies = rt.block_on(chaoslab_toxiproxy::Client::new(url).unwrap().proxies()).unwrap();
+        assert!(proxies.is_empty(), "proxies (and their toxics) left on {url}: {proxies:?}");
+    }
+    let r = report(&dir, "multi-failure-2-servers-packet-loss");
+    assert_eq!(r["status"]["phase"], "Aborted");
+    assert_eq!(r["status"]["verdict"], "Inconclusive");
+}
+
+/// Width, height and byte size of a PNG file.
+fn png_info(path: &Path) -> (u32, u32, usize) {
+    let bytes = std::fs::read(path).expect("screenshot written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20), bytes.len())
+}
+
+#[test]
+fn the_html_report_renders_its_charts_in_headless_chromium_offline() {
+    let dir = tmpdir("html");
+    let out = run(&["server-0-latency-500ms", "--stabilization", "2s", "--testing", "3s", "--recovery", "2s", "--concurrency", "8", "--report", dir.to_str().unwrap()]);
+    assert!(matches!(out.status.code(), Some(0 | 1)));
+    let page = dir.join("server-0-latency-500ms.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("<script") && !html.contains("src=\"http"), "self-contained");
+    let chromium = |extra: &[&str]| {
+        Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            // No network: every host resolves to nothing.
+            .args(["--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=960,1400"])
+            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("chromium is installed by hack/install-deps.sh")
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(dom.matches("<svg class=\"chart\"").count(), 4, "four charts in the rendered DOM");
+    assert!(dom.matches("<polyline").count() >= 8, "series drawn");
+    let shot = dir.join("report.png");
+    let out = chromium(&[&format!("--screenshot={}", shot.display())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (w, h, size) = png_info(&shot);
+    assert_eq!((w, h), (960, 1400));
+    // A blank page of this size compresses to a few KB; four charts with shaded phases do not.
+    assert!(size > 40_000, "screenshot is {size} bytes: the charts did not render");
+}
