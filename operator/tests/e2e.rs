@@ -97,7 +97,7 @@ fn loadgen(backends: &[Backend]) -> (Managed, String) {
     let port = free_port();
     let targets: Vec<&str> = backends.iter().map(|b| b.listen.as_str()).collect();
     let mut cmd = Command::new(bin);
-    cmd.args(["--targets", &targets.join(","), "--concurrency", "16", "--max-procs", "1", "--duration", "90s"])
+    cmd.args(["--targets", &targets.join(","), "--concurrency", "16", "--max-procs", "2", "--duration", "90s"])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
     (Managed::spawn("loadgen", cmd), format!("http://127.0.0.1:{port}/metrics"))
 }
