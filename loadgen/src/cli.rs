@@ -127,6 +127,13 @@ pub struct RunArgs {
     /// Routing: time constant of the latency EWMA (how fast an avoided server is tried again).
     #[arg(long, value_name = "D", default_value = "1s", value_parser = parse_duration, help_heading = "Routing")]
     pub ewma_decay: Duration,
+    /// Routing: a server whose latency is above this many times the best one's is left out of
+    /// the draw while another is available (with --outlier-floor).
+    #[arg(long, value_name = "F", default_value_t = 10.0, value_parser = positive_f64, help_heading = "Routing")]
+    pub outlier_factor: f64,
+    /// Routing: servers faster than this are never outliers.
+    #[arg(long, value_name = "D", default_value = "20ms", value_parser = parse_duration, help_heading = "Routing")]
+    pub outlier_floor: Duration,
     /// Progress line on stderr every D; 0 for none.
     #[arg(long, value_name = "D", default_value = "5s", value_parser = parse_duration)]
     pub progress_interval: Duration,
@@ -177,7 +184,12 @@ impl RunArgs {
                 min_per_sec: self.retry_min_per_sec,
                 ..RetryConfig::default()
             },
-            routing: RoutingConfig { ewma_decay: self.ewma_decay, ..RoutingConfig::default() },
+            routing: RoutingConfig {
+                ewma_decay: self.ewma_decay,
+                outlier_factor: self.outlier_factor,
+                outlier_floor: self.outlier_floor,
+                ..RoutingConfig::default()
+            },
             seed: self.seed,
             ..Config::new(Vec::new())
         };
@@ -283,20 +295,23 @@ fn run_main(args: RunArgs) -> ExitCode {
     rt.block_on(async move {
         let registry = Registry::new();
         let stop_metrics = CancellationToken::new();
+        // Bind first: a busy port is reported before any load is sent.
+        let listener = match metrics_addr {
+            None => None,
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => return fail(format!("cannot listen on --metrics-addr {addr}: {e}")),
+            },
+        };
         let handle = match LoadGenerator::start(config, &registry) {
             Ok(h) => h,
             Err(e) => return fail(e),
         };
-        if let Some(addr) = metrics_addr {
-            let listener = match TcpListener::bind(addr).await {
-                Ok(l) => l,
-                Err(e) => {
-                    handle.stop();
-                    return fail(format!("cannot listen on --metrics-addr {addr}: {e}"));
-                }
-            };
+        if let Some(listener) = listener {
             let client = handle.client().clone();
-            tracing::info!("metrics on http://{}/metrics", listener.local_addr().map_or(addr, |a| a));
+            if let Ok(a) = listener.local_addr() {
+                tracing::info!("metrics on http://{a}/metrics");
+            }
             tokio::spawn(http::serve_metrics(
                 listener,
                 registry.clone(),
@@ -411,6 +426,7 @@ mod tests {
         assert_eq!((c.concurrency, c.timeout, c.rate, c.duration), (100, Duration::from_secs(1), None, None));
         assert_eq!(c.breaker, BreakerConfig::default());
         assert_eq!(c.retry, RetryConfig::default());
+        assert_eq!(c.routing, RoutingConfig::default());
         assert_eq!(cli.run.max_procs, 4);
     }
 

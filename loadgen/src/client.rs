@@ -24,7 +24,7 @@ use crate::{
     metrics::{Metrics, Outcome, ServerMetrics},
     pool::{GetError, Pool},
     resp::Frame,
-    router::{self, Candidate},
+    router::{self, Candidate, Outliers},
     workload::{Op, OpKind, key_name, reply_ok},
 };
 
@@ -102,6 +102,7 @@ pub struct Client {
     servers: Vec<Server>,
     timeout: Duration,
     cost_floor: f64,
+    outliers: Outliers,
     budget: Mutex<RetryBudget>,
     retries: AtomicU64,
 }
@@ -134,6 +135,10 @@ impl Client {
             servers,
             timeout: config.timeout,
             cost_floor: config.routing.cost_floor.as_secs_f64(),
+            outliers: Outliers {
+                factor: config.routing.outlier_factor,
+                floor: config.routing.outlier_floor.as_secs_f64(),
+            },
             budget: Mutex::new(RetryBudget::new(config.retry.clone())),
             retries: AtomicU64::new(0),
         }
@@ -150,15 +155,19 @@ impl Client {
             Pick::Nobody => return OpResult { outcome: Outcome::Rejected, attempts: 0 },
         };
         let outcome = self.attempt(first, permit, op, value).await;
-        if outcome == Outcome::Success || !self.retry_allowed() {
+        if outcome == Outcome::Success {
             return OpResult { outcome, attempts: 1 };
         }
-        // The retry goes only to a server whose breaker admits it; if none does, the first
-        // failure stands (it is not also counted as rejected).
+        // The retry goes only to another server whose breaker admits it, and only within the
+        // budget; otherwise the first failure stands (it is not also counted as rejected).
         match self.pick(1 << first, rng) {
-            Pick::Admitted(j, p) => {
+            Pick::Admitted(j, p) if self.retry_allowed() => {
                 self.retries.fetch_add(1, Relaxed);
                 OpResult { outcome: self.attempt(j, p, op, value).await, attempts: 2 }
+            }
+            Pick::Admitted(j, p) => {
+                self.servers[j].abandon(p);
+                OpResult { outcome, attempts: 1 }
             }
             Pick::Refused(_) | Pick::Nobody => OpResult { outcome, attempts: 1 },
         }
@@ -177,11 +186,11 @@ impl Client {
             if exclude & (1 << i) != 0 {
                 continue;
             }
-            let (admits, cost) = s.peek(now, self.cost_floor);
-            let c = Candidate { server: i, cost };
+            let (admits, latency, cost) = s.peek(now, self.cost_floor);
+            let c = Candidate { server: i, latency, cost };
             if admits { admitted.push(c) } else { refused.push(c) }
         }
-        while let Some(i) = router::choose(admitted.as_slice(), rng) {
+        while let Some(i) = router::choose(admitted.as_slice(), self.outliers, rng) {
             if let Some(p) = self.servers[i].acquire() {
                 return Pick::Admitted(i, p);
             }
@@ -189,7 +198,7 @@ impl Client {
             let c = admitted.remove(i);
             refused.push(c);
         }
-        match router::choose(refused.as_slice(), rng) {
+        match router::choose(refused.as_slice(), Outliers::NONE, rng) {
             Some(i) => Pick::Refused(i),
             None => Pick::Nobody,
         }
@@ -263,8 +272,9 @@ impl Client {
 }
 
 impl Server {
-    /// Applies time-based transitions; whether the breaker admits a call, and the routing cost.
-    fn peek(&self, now: Instant, floor: f64) -> (bool, f64) {
+    /// Applies time-based transitions; whether the breaker admits a call, the latency estimate
+    /// and the routing cost.
+    fn peek(&self, now: Instant, floor: f64) -> (bool, f64, f64) {
         let mut core = lock(&self.core);
         if let Some(t) = core.breaker.poll(now) {
             self.transitioned(&mut core, t);
@@ -272,7 +282,7 @@ impl Server {
         let admits = core.breaker.admits();
         let latency =
             router::latency_estimate(core.ewma.get(now), core.in_flight, now.saturating_duration_since(core.progress));
-        (admits, router::cost(latency, core.in_flight, floor))
+        (admits, latency, router::cost(latency, core.in_flight, floor))
     }
 
     /// A permit, and the request counted in flight.
@@ -284,6 +294,14 @@ impl Server {
             core.progress = Instant::now();
         }
         Some(permit)
+    }
+
+    /// Undoes [`Server::acquire`] for a request that will not be sent (or whose future was
+    /// dropped): out of the in-flight count, permit back to the breaker.
+    fn abandon(&self, permit: Permit) {
+        let mut core = lock(&self.core);
+        core.in_flight -= 1;
+        core.breaker.release(permit);
     }
 
     /// Ok(true): the right reply; Ok(false): the server answered, wrongly (an error reply);
@@ -380,9 +398,7 @@ struct Pending<'a> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if let Some(p) = self.permit.take() {
-            let mut core = lock(&self.server.core);
-            core.in_flight -= 1;
-            core.breaker.release(p);
+            self.server.abandon(p);
         }
     }
 }
@@ -395,7 +411,7 @@ struct Candidates {
 
 impl Default for Candidates {
     fn default() -> Self {
-        Self { items: [Candidate { server: 0, cost: 0.0 }; MAX_SERVERS], len: 0 }
+        Self { items: [Candidate { server: 0, latency: 0.0, cost: 0.0 }; MAX_SERVERS], len: 0 }
     }
 }
 

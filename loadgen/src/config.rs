@@ -29,11 +29,20 @@ pub struct RoutingConfig {
     pub ewma_decay: Duration,
     /// Added to the EWMA so the in-flight count matters for servers without latency samples.
     pub cost_floor: Duration,
+    /// A server whose latency is above this many times the best one's (and above
+    /// `outlier_floor`) is left out of the draw while another is available.
+    pub outlier_factor: f64,
+    pub outlier_floor: Duration,
 }
 
 impl Default for RoutingConfig {
     fn default() -> Self {
-        Self { ewma_decay: Duration::from_secs(1), cost_floor: Duration::from_millis(1) }
+        Self {
+            ewma_decay: Duration::from_secs(1),
+            cost_floor: Duration::from_millis(1),
+            outlier_factor: 10.0,
+            outlier_floor: Duration::from_millis(20),
+        }
     }
 }
 
@@ -150,6 +159,9 @@ impl Config {
         }
         if b.sliding_window < Duration::from_secs(1) {
             return bad("--sliding-window", "must be at least 1s (the window counts whole seconds)".into());
+        }
+        if self.routing.outlier_factor.is_nan() || self.routing.outlier_factor < 1.0 {
+            return bad("--outlier-factor", format!("must be at least 1, got {}", self.routing.outlier_factor));
         }
         if !(self.retry.ratio >= 0.0 && self.retry.ratio.is_finite()) {
             return bad("--retry-budget-ratio", format!("must be 0 or more, got {}", self.retry.ratio));

@@ -6,8 +6,9 @@
 //! - a bounded connection pool per server ([`pool`]);
 //! - a circuit breaker per server with resilience4j semantics ([`breaker`], on a time-based
 //!   [`window`]);
-//! - power-of-two-choices routing on in-flight requests × latency EWMA over the servers whose
-//!   breaker admits the call ([`router`], [`ewma`]), so traffic leaves slow servers as well as dead ones;
+//! - power-of-two-choices routing on latency × in-flight requests over the servers whose breaker
+//!   admits the call, latency outliers left out ([`router`], [`ewma`]), so traffic leaves slow
+//!   servers as well as dead ones;
 //! - a timeout on every attempt, at most one retry on another server, within a retry budget ([`budget`]);
 //! - closed and open load models ([`load`]), HDR-histogram percentiles, progress and summary ([`report`]);
 //! - the metrics ([`metrics`]) on `/metrics` and `/healthz` ([`http`]);

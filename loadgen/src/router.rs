@@ -12,6 +12,13 @@
 //!
 //! Two random choices (rather than always the cheapest) avoid herding every client onto the same
 //! server on stale information, and still leave the most expensive server almost no traffic.
+//!
+//! Outliers are left out of the draw: a server whose latency is far above the best one's (more
+//! than `factor` times it, and more than `floor`) is not a candidate while another is. Without
+//! this, with two bad servers of three, the one draw in three that pairs them sends a request to
+//! a bad server whatever its cost. An outlier's latency decays (EWMA) or resets (a reply, or
+//! nothing in flight), so it gets requests again: enough for its breaker to judge it and for
+//! traffic to return when it recovers.
 
 /// Where randomness comes from (a seeded generator in tests).
 pub trait RandomSource {
@@ -29,7 +36,22 @@ impl RandomSource for fastrand::Rng {
 pub struct Candidate {
     /// The server's index among the targets.
     pub server: usize,
+    /// Its latency estimate in seconds ([`latency_estimate`]).
+    pub latency: f64,
+    /// Its cost ([`cost`]).
     pub cost: f64,
+}
+
+/// When a candidate is an outlier: latency above `factor` × the best and above `floor` seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Outliers {
+    pub factor: f64,
+    pub floor: f64,
+}
+
+impl Outliers {
+    /// Never leaves anyone out.
+    pub const NONE: Outliers = Outliers { factor: f64::INFINITY, floor: f64::INFINITY };
 }
 
 /// What a server's latency is at least: its EWMA, or, while requests are in flight, the time since
@@ -45,19 +67,30 @@ pub fn cost(latency_ewma_secs: f64, in_flight: usize, floor_secs: f64) -> f64 {
     (latency_ewma_secs + floor_secs) * (in_flight as f64 + 1.0)
 }
 
-/// The server to use: the cheaper of two distinct random candidates (ties go to the first drawn),
-/// the only one if there is one, None if there are none.
-pub fn choose(candidates: &[Candidate], rng: &mut impl RandomSource) -> Option<usize> {
-    match candidates.len() {
+/// The server to use: among the candidates that are not outliers, the cheaper of two distinct
+/// random ones (ties go to the first drawn), the only one if there is one; None if there are none.
+pub fn choose(candidates: &[Candidate], outliers: Outliers, rng: &mut impl RandomSource) -> Option<usize> {
+    let best = candidates.iter().map(|c| c.latency).fold(f64::INFINITY, f64::min);
+    let limit = (best * outliers.factor).max(outliers.floor);
+    // At most 64 candidates (the client's limit); indexes of those in the draw.
+    let mut kept = [0u8; 64];
+    let mut n = 0;
+    for (i, c) in candidates.iter().enumerate().take(64) {
+        if c.latency <= limit {
+            kept[n] = i as u8;
+            n += 1;
+        }
+    }
+    match n {
         0 => None,
-        1 => Some(candidates[0].server),
+        1 => Some(candidates[kept[0] as usize].server),
         n => {
             let i = rng.below(n);
             let mut j = rng.below(n - 1);
             if j >= i {
                 j += 1;
             }
-            let (a, b) = (candidates[i], candidates[j]);
+            let (a, b) = (candidates[kept[i] as usize], candidates[kept[j] as usize]);
             Some(if b.cost < a.cost { b.server } else { a.server })
         }
     }
@@ -78,26 +111,29 @@ mod tests {
     }
 
     fn c(server: usize, cost: f64) -> Candidate {
-        Candidate { server, cost }
+        Candidate { server, latency: 0.001, cost }
     }
+
+    const NONE: Outliers = Outliers::NONE;
+    const LAB: Outliers = Outliers { factor: 10.0, floor: 0.02 };
 
     #[test]
     fn none_and_one() {
-        assert_eq!(choose(&[], &mut Scripted(vec![])), None);
-        assert_eq!(choose(&[c(7, 1.0)], &mut Scripted(vec![])), Some(7));
+        assert_eq!(choose(&[], NONE, &mut Scripted(vec![])), None);
+        assert_eq!(choose(&[c(7, 1.0)], NONE, &mut Scripted(vec![])), Some(7));
     }
 
     #[test]
     fn picks_the_cheaper_of_the_two_drawn() {
         let cands = [c(0, 3.0), c(1, 1.0), c(2, 2.0)];
         // Draws 0 then 1 of the remaining two (index 2): servers 0 and 2 → 2 is cheaper.
-        assert_eq!(choose(&cands, &mut Scripted(vec![0, 1])), Some(2));
+        assert_eq!(choose(&cands, NONE, &mut Scripted(vec![0, 1])), Some(2));
         // Draws 2 then 0: servers 2 and 0 → 2.
-        assert_eq!(choose(&cands, &mut Scripted(vec![2, 0])), Some(2));
+        assert_eq!(choose(&cands, NONE, &mut Scripted(vec![2, 0])), Some(2));
         // Draws 1 then 1 → the second index skips the first: servers 1 and 2 → 1.
-        assert_eq!(choose(&cands, &mut Scripted(vec![1, 1])), Some(1));
+        assert_eq!(choose(&cands, NONE, &mut Scripted(vec![1, 1])), Some(1));
         // Tie: the first drawn.
-        assert_eq!(choose(&[c(4, 1.0), c(5, 1.0)], &mut Scripted(vec![1, 0])), Some(5));
+        assert_eq!(choose(&[c(4, 1.0), c(5, 1.0)], NONE, &mut Scripted(vec![1, 0])), Some(5));
     }
 
     #[test]
@@ -105,7 +141,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         // With two candidates the expensive one must never be chosen.
         for _ in 0..1000 {
-            assert_eq!(choose(&[c(0, 9.0), c(1, 1.0)], &mut rng), Some(1));
+            assert_eq!(choose(&[c(0, 9.0), c(1, 1.0)], NONE, &mut rng), Some(1));
         }
     }
 
@@ -115,10 +151,29 @@ mod tests {
         let cands = [c(0, 1.0), c(1, 1.0), c(2, 100.0)];
         let mut hits = [0; 3];
         for _ in 0..3000 {
-            hits[choose(&cands, &mut rng).unwrap()] += 1;
+            hits[choose(&cands, NONE, &mut rng).unwrap()] += 1;
         }
         assert_eq!(hits[2], 0);
         assert!(hits[0] > 1200 && hits[1] > 1200, "{hits:?}");
+    }
+
+    #[test]
+    fn outliers_are_left_out_of_the_draw() {
+        let slow = |server| Candidate { server, latency: 0.5, cost: 0.5 };
+        let fast = Candidate { server: 2, latency: 0.001, cost: 0.04 };
+        let mut rng = fastrand::Rng::with_seed(3);
+        // Two +500 ms servers and one fast: without outlier exclusion the slow pair is drawn a
+        // third of the time; with it, never.
+        let cands = [slow(0), slow(1), fast];
+        let to_slow = (0..3000).filter(|_| choose(&cands, NONE, &mut rng) != Some(2)).count();
+        assert!((800..1200).contains(&to_slow), "{to_slow}");
+        assert!((0..3000).all(|_| choose(&cands, LAB, &mut rng) == Some(2)));
+        // Within the floor (20 ms) nobody is an outlier, whatever the ratio.
+        let near =
+            [Candidate { server: 0, latency: 0.015, cost: 0.015 }, Candidate { server: 1, latency: 0.0001, cost: 1.0 }];
+        assert!((0..100).any(|_| choose(&near, LAB, &mut rng) == Some(0)));
+        // Only outliers left: still the best of them is used.
+        assert_eq!(choose(&[slow(0)], LAB, &mut rng), Some(0));
     }
 
     #[test]

@@ -110,3 +110,16 @@ fn runs_until_sigterm_with_progress_then_prints_its_summary() {
     assert!(status.success(), "{status:?}");
     assert!(stdout.contains("ops:") && stdout.contains("only"), "{stdout}");
 }
+
+#[test]
+fn a_busy_metrics_port_is_reported_before_any_load() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["--targets", "127.0.0.1:1", "--metrics-addr", &addr, "--duration", "5s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--metrics-addr") && !stderr.contains("unreachable"), "{stderr}");
+}

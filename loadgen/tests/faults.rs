@@ -69,6 +69,14 @@ fn share(delta: &[f64], i: usize) -> f64 {
     if total == 0.0 { 0.0 } else { delta[i] / total }
 }
 
+/// A server's requests by outcome and its mean duration, for failure messages.
+fn outcomes(s: &Scrape, server: &str) -> String {
+    let by = ["success", "error", "timeout", "rejected"].map(|o| format!("{o} {}", s.requests(server, o)));
+    let count = s.sum("chaoslab_client_request_duration_seconds_count", &[("server", server)]);
+    let sum = s.sum("chaoslab_client_request_duration_seconds_sum", &[("server", server)]);
+    format!("{}, mean {:.1} ms", by.join(", "), 1000.0 * sum / count.max(1.0))
+}
+
 async fn window(run: &common::Running, secs: u64) -> (Scrape, Scrape) {
     let a = run.scrape().await;
     tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -112,7 +120,12 @@ async fn packet_loss_on_two_opens_their_breakers_and_they_heal() {
     // Traffic concentrates on server-2, whose breaker stays closed, and errors fall to ~0.
     let (a, b) = window(&run, 3).await;
     assert_eq!(b.state("server-2"), 0.0);
-    assert_eq!(b.transitions("server-2", "closed", "open"), 0.0, "the healthy server's breaker never opened");
+    assert_eq!(
+        b.transitions("server-2", "closed", "open"),
+        0.0,
+        "the healthy server's breaker never opened: {}",
+        outcomes(&b, "server-2")
+    );
     let ok = success_delta(&a, &b, &SERVERS);
     let failed: f64 = SERVERS.iter().map(|n| b.failures(n) - a.failures(n)).sum();
     let total = ok.iter().sum::<f64>() + failed;
@@ -214,7 +227,7 @@ async fn packet_loss_on_one_opens_its_breaker_while_the_others_carry_the_load() 
         "the two healthy servers share: {ok:?}"
     );
     for n in ["server-0", "server-2"] {
-        assert_eq!(b.transitions(n, "closed", "open"), 0.0, "{n} stayed closed");
+        assert_eq!(b.transitions(n, "closed", "open"), 0.0, "{n} stayed closed; outcomes {}", outcomes(&b, n));
     }
     run.stop().await;
 }
