@@ -120,8 +120,7 @@ impl<'a> Experiment<'a> {
         let now = Timestamp::now();
         let moment = engine::moment(&self.spec, &self.owner, self.lab.servers.len(), &self.plan, now)?;
         if moment.phase != self.phase || now >= self.next_converge {
-            // The lab's reset outside Testing removes every toxic; in Testing only ours are managed.
-            let foreign = if moment.phase == Phase::Testing { Foreign::Keep } else { Foreign::Remove };
+            let foreign = if engine::resets_targets(moment.phase) { Foreign::Remove } else { Foreign::Keep };
             let mut held = Vec::new();
             for (s, desired) in self.lab.servers.iter().zip(&moment.targets) {
                 let report = s.toxiproxy.converge(&s.proxy, desired, foreign).await?;

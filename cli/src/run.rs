@@ -169,7 +169,7 @@ async fn run_one(
             break;
         }
         let now = Timestamp::now();
-        let (start, end) = phase_bounds(exp.plan(), moment.phase);
+        let (start, end) = exp.plan().bounds(moment.phase).unwrap_or((exp.plan().start, exp.plan().end()));
         let done = now.duration_since(start).as_secs_f64() / end.duration_since(start).as_secs_f64().max(1e-9);
         let line = progress::line(moment.phase, done, end.duration_since(now).as_secs_f64(), exp.latest());
         if tty {
@@ -209,15 +209,6 @@ async fn run_one(
         eprintln!("report: {}", dir.join(format!("{}.html", scenario.name)).display());
     }
     Ok((status.verdict.unwrap_or(Verdict::Inconclusive), interrupted))
-}
-
-fn phase_bounds(plan: &chaoslab_core::engine::Plan, phase: Phase) -> (Timestamp, Timestamp) {
-    let next = match phase {
-        Phase::Stabilization => Phase::Testing,
-        Phase::Testing => Phase::Recovery,
-        _ => Phase::Completed,
-    };
-    (plan.starts(phase).unwrap_or(plan.start), plan.starts(next).unwrap_or(plan.end()))
 }
 
 #[cfg(test)]

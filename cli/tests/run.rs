@@ -168,7 +168,19 @@ fn png_info(path: &Path) -> (u32, u32, usize) {
 #[test]
 fn the_html_report_renders_its_charts_in_headless_chromium_offline() {
     let dir = tmpdir("html");
-    let out = run(&["server-0-latency-500ms", "--stabilization", "2s", "--testing", "3s", "--recovery", "2s", "--concurrency", "8", "--report", dir.to_str().unwrap()]);
+    let out = run(&[
+        "server-0-latency-500ms",
+        "--stabilization",
+        "2s",
+        "--testing",
+        "3s",
+        "--recovery",
+        "2s",
+        "--concurrency",
+        "8",
+        "--report",
+        dir.to_str().unwrap(),
+    ]);
     assert!(matches!(out.status.code(), Some(0 | 1)));
     let page = dir.join("server-0-latency-500ms.html");
     let html = std::fs::read_to_string(&page).unwrap();

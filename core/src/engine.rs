@@ -90,15 +90,23 @@ impl Plan {
             .unwrap_or(Phase::Stabilization)
     }
 
+    /// Start and end of a timed phase.
+    pub fn bounds(&self, phase: Phase) -> Option<(Timestamp, Timestamp)> {
+        let next = match phase {
+            Phase::Stabilization => Phase::Testing,
+            Phase::Testing => Phase::Recovery,
+            Phase::Recovery => Phase::Completed,
+            _ => return None,
+        };
+        Some((self.starts(phase)?, self.starts(next)?))
+    }
+
     /// The timed phases entered by `now`, with their start and (once over) end.
     pub fn timeline(&self, now: Timestamp) -> Vec<PhaseRecord> {
-        let ends = [Phase::Testing, Phase::Recovery, Phase::Completed];
         Phase::TIMED
             .iter()
-            .zip(ends)
-            .filter_map(|(phase, next)| {
-                let start = self.starts(*phase)?;
-                let end = self.starts(next)?;
+            .filter_map(|phase| {
+                let (start, end) = self.bounds(*phase)?;
                 (start <= now).then(|| PhaseRecord {
                     phase: *phase,
                     start: Time(start),
@@ -136,6 +144,12 @@ pub fn resolve_faults(spec: &ChaosScenarioSpec, targets: usize) -> Result<&[Faul
         }
     }
     Ok(faults)
+}
+
+/// Whether the lab resets the targets in `phase`: before and after Testing every toxic goes, chaoslab's
+/// or not (the original lab's reset); in Testing, and once the run is over, only chaoslab's are managed.
+pub fn resets_targets(phase: Phase) -> bool {
+    matches!(phase, Phase::Stabilization | Phase::Recovery)
 }
 
 /// Where a scenario is and what its targets must hold.

@@ -162,13 +162,7 @@ impl RunRecorder {
     }
 
     fn bounds(&self, phase: Phase) -> (Timestamp, Timestamp) {
-        let start = self.plan.starts(phase).expect("timed phase");
-        let next = match phase {
-            Phase::Stabilization => Phase::Testing,
-            Phase::Testing => Phase::Recovery,
-            _ => Phase::Completed,
-        };
-        (start, self.plan.starts(next).expect("timed phase"))
+        self.plan.bounds(phase).expect("only timed phases are recorded")
     }
 
     /// Finishes the phase in progress if the plan says it ended by `now`.

@@ -245,11 +245,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         let late = now.duration_since(boundary).as_secs_f64().max(0.0);
         ctx.metrics.transition_lateness.with_label_values(&[moment.phase.as_str()]).observe(late);
     }
-    // The lab's reset outside Testing removes every toxic; after the run only chaoslab's own go.
-    let foreign = match moment.phase {
-        Phase::Stabilization | Phase::Recovery => Foreign::Remove,
-        _ => Foreign::Keep,
-    };
+    let foreign = if engine::resets_targets(moment.phase) { Foreign::Remove } else { Foreign::Keep };
     let held = match converge_all(&ctx, &targets, &moment.targets, foreign).await {
         Ok(h) => h,
         Err(msg) => return fail(&ctx, &obj, &old, &targets, msg).await,
