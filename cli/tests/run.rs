@@ -27,7 +27,8 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-const SHORT: [&str; 8] = ["--stabilization", "4s", "--testing", "8s", "--recovery", "8s", "--concurrency", "16"];
+// Recovery is long enough for an avoided slow server (latency EWMA decaying from +500 ms) to be drawn again.
+const SHORT: [&str; 8] = ["--stabilization", "4s", "--testing", "8s", "--recovery", "12s", "--concurrency", "16"];
 
 fn report(dir: &Path, scenario: &str) -> Value {
     let text = std::fs::read_to_string(dir.join(format!("{scenario}.json"))).expect("JSON report");

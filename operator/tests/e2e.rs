@@ -318,3 +318,112 @@ async fn an_unreachable_toxiproxy_fails_the_scenario_naming_the_target() {
         assert!(b.client().toxics("backend").await.unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn abort_ends_testing_early_and_the_run_ends_aborted() {
+    let (client, ns, api) = setup("abort").await;
+    let admin = free_port();
+    let backends = backends(&client, &ns, 3, admin).await;
+    let (_loadgen, metrics) = loadgen(&backends);
+    let _op = operator(&ns);
+    // Every server down: the client's requests fail, far above the abort ratio.
+    let obj: ChaosScenario = serde_json::from_value(json!({
+        "apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario", "metadata": {"name": "a"},
+        "spec": {
+            "faults": [{"target": 0, "down": true}, {"target": 1, "down": true}, {"target": 2, "down": true}],
+            "targets": {"selector": {"matchLabels": {LABEL: "backend"}}, "adminPort": admin},
+            "phases": {"stabilization": "3s", "testing": "60s", "recovery": "4s"},
+            "client": {"metricsUrl": metrics},
+            "abort": {"errorRate": 0.5, "for": "2s"}
+        }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let t0 = Instant::now();
+    let done = wait_for(&api, "a", Duration::from_secs(40), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    assert!(t0.elapsed() < Duration::from_secs(30), "Testing (60s) was cut short");
+    let st = done.status.unwrap();
+    assert_eq!((st.phase, st.verdict), (Some(Phase::Aborted), Some(Verdict::Failed)), "{:?}", st.message);
+    assert!(st.aborted_at.is_some());
+    let abort = st.checks.iter().find(|c| c.name == "not-aborted").expect("the abort is a failed check");
+    assert_eq!(abort.passed, Some(false));
+    assert!(st.timeline.iter().any(|r| r.phase == Phase::Recovery), "Recovery still ran");
+    for b in &backends {
+        assert!(b.client().proxy("backend").await.unwrap().enabled, "proxies enabled again");
+    }
+}
+
+#[tokio::test]
+async fn the_start_up_sweep_removes_toxics_of_scenarios_not_in_testing() {
+    let (client, ns, api) = setup("sweep").await;
+    let admin = free_port();
+    let backends = backends(&client, &ns, 3, admin).await;
+    let mut op = operator(&ns);
+    api.create(&PostParams::default(), &scenario("s", "server-0-latency-100ms", admin, None, ("1s", "1s", "1s")))
+        .await
+        .unwrap();
+    wait_for(&api, "s", Duration::from_secs(30), |s| phase(s) == Some(Phase::Completed)).await;
+    op.kill();
+    // A toxic left behind by a crash: chaoslab's name, no scenario in Testing owns it.
+    let stale = chaoslab_core::toxic::Toxic {
+        name: "chaoslab-deadbeef-latency-downstream".into(),
+        kind: chaoslab_core::toxic::ToxicType::Latency,
+        stream: chaoslab_core::toxic::Stream::Downstream,
+        toxicity: 1.0,
+        attributes: [("latency".to_string(), 100)].into(),
+    };
+    let foreign = chaoslab_core::toxic::Toxic { name: "someone-elses".into(), ..stale.clone() };
+    backends[0].client().create_toxic("backend", &stale).await.unwrap();
+    backends[0].client().create_toxic("backend", &foreign).await.unwrap();
+    let _op = operator(&ns);
+    let t0 = Instant::now();
+    while !chaoslab_toxics(&backends).await.is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the sweep did not remove the stale toxic");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left: Vec<String> = backends[0].client().toxics("backend").await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(left, ["someone-elses"], "toxics chaoslab did not make stay");
+}
+
+#[tokio::test]
+async fn with_leader_election_one_replica_drives_and_the_other_takes_over() {
+    let (client, ns, api) = setup("lead").await;
+    let admin = free_port();
+    let _backends = backends(&client, &ns, 3, admin).await;
+    let cp = ControlPlane::shared();
+    let replica = |name: &str, port: u16| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaoslab-operator"));
+        cmd.args(["run", "--namespace", &ns, "--metrics-addr", &format!("127.0.0.1:{port}"), "--leader-election"])
+            .args(["--lease-namespace", &ns, "--lease-duration", "3s", "--sample-interval", "500ms"])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("POD_NAME", name);
+        Managed::spawn(&format!("replica-{name}-{ns}"), cmd)
+    };
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = replica("a", pa);
+    let ready = |port: u16| async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.map(|r| r.status().as_u16()).unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    while ready(pa).await != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "replica a never led");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _b = replica("b", pb);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(ready(pb).await, 503, "the second replica waits while the first leads");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns);
+    let holder = leases.get("chaoslab-operator").await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(holder.as_deref(), Some("a"));
+
+    api.create(&PostParams::default(), &scenario("l", "server-0-latency-100ms", admin, None, ("2s", "6s", "2s")))
+        .await
+        .unwrap();
+    wait_for(&api, "l", Duration::from_secs(20), |s| phase(s) == Some(Phase::Testing)).await;
+    a.kill();
+    let done = wait_for(&api, "l", Duration::from_secs(40), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    assert_eq!(phase(&done), Some(Phase::Completed), "replica b finished the run");
+    assert_eq!(ready(pb).await, 200);
+    let holder = leases.get("chaoslab-operator").await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(holder.as_deref(), Some("b"));
+}
