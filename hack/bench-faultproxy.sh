@@ -21,11 +21,11 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 for bin in redis-server redis-benchmark curl; do
   command -v "$bin" >/dev/null || { echo "missing $bin" >&2; exit 1; }
 done
-[ -x "$TOXIPROXY_SERVER" ] || { echo "missing $TOXIPROXY_SERVER (hack/testenv installs it)" >&2; exit 1; }
+[ -x "$TOXIPROXY_SERVER" ] || { echo "missing $TOXIPROXY_SERVER (hack/install-toxiproxy.sh installs it)" >&2; exit 1; }
 
 echo "building the fault proxy (release)..." >&2
-CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet --release -p chaoslab-faultproxy --example serve
-FAULTPROXY="$TARGET_DIR/release/examples/serve"
+CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet --release -p chaoslab --bin chaoslab
+FAULTPROXY="$TARGET_DIR/release/chaoslab"
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -64,7 +64,7 @@ redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --loglev
 PIDS+=($!)
 LOG_LEVEL=warn "$TOXIPROXY_SERVER" -host 127.0.0.1 -port "$TP_ADMIN" >"$WORK/toxiproxy.log" 2>&1 &
 PIDS+=($!)
-"$FAULTPROXY" --listen "127.0.0.1:$FP_ADMIN" >"$WORK/faultproxy.log" 2>&1 &
+"$FAULTPROXY" proxy --listen "127.0.0.1:$FP_ADMIN" >"$WORK/faultproxy.log" 2>&1 &
 PIDS+=($!)
 wait_port "$REDIS"
 wait_port "$TP_ADMIN"
