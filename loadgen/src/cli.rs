@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{BreakerConfig, Config, RetryConfig, RoutingConfig, Target},
-    http,
     load::LoadGenerator,
     report::progress_line,
     resp_server,
@@ -312,12 +311,12 @@ fn run_main(args: RunArgs) -> ExitCode {
             if let Ok(a) = listener.local_addr() {
                 tracing::info!("metrics on http://{a}/metrics");
             }
-            tokio::spawn(http::serve_metrics(
-                listener,
-                registry.clone(),
-                Some(std::sync::Arc::new(move || client.tick())),
-                stop_metrics.clone(),
-            ));
+            let endpoints = chaoslab_telemetry::Endpoints {
+                registry: registry.clone(),
+                before_scrape: Some(std::sync::Arc::new(move || client.tick())),
+                ready: None,
+            };
+            tokio::spawn(chaoslab_telemetry::serve(listener, endpoints, stop_metrics.clone().cancelled_owned()));
         }
         let progress = handle.progress();
         let done = handle.cancellation();

@@ -11,7 +11,7 @@
 //!   servers as well as dead ones;
 //! - a timeout on every attempt, at most one retry on another server, within a retry budget ([`budget`]);
 //! - closed and open load models ([`load`]), HDR-histogram percentiles, progress and summary ([`report`]);
-//! - the metrics ([`metrics`]) on `/metrics` and `/healthz` ([`http`]);
+//! - the metrics ([`metrics`]) on `/metrics` and `/healthz` (the shared `chaoslab-telemetry` endpoint);
 //! - a built-in RESP server so the lab needs nothing installed ([`resp_server`]).
 //!
 //! The pure cores (breaker, window, router, EWMA, budget, RESP codec) take time and randomness as
@@ -44,7 +44,6 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod ewma;
-pub mod http;
 pub mod load;
 pub mod metrics;
 pub mod pool;

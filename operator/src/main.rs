@@ -1,7 +1,6 @@
 //! `chaoslab-operator`: drives ChaosScenarios through their phases (`run`), or prints the CRD (`crd`).
 
 mod controller;
-mod http;
 mod leader;
 mod metrics;
 mod queue;
@@ -114,7 +113,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|e| anyhow::anyhow!("--metrics-addr {}: {e}", args.metrics_addr))?;
-    tokio::spawn(http::serve(listener, metrics.registry.clone(), ready.clone()));
+    let endpoints = chaoslab_telemetry::Endpoints {
+        registry: metrics.registry.clone(),
+        before_scrape: None,
+        ready: Some(ready.clone()),
+    };
+    tokio::spawn(chaoslab_telemetry::serve(listener, endpoints, std::future::pending()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop = {

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chaoslab_loadgen::{Config, LoadGenerator, RunHandle, http};
+use chaoslab_loadgen::{Config, LoadGenerator, RunHandle};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -33,7 +33,9 @@ pub async fn start(config: Config) -> Running {
     let metrics = listener.local_addr().unwrap();
     let stop_metrics = CancellationToken::new();
     let client = run.client().clone();
-    tokio::spawn(http::serve_metrics(listener, registry, Some(Arc::new(move || client.tick())), stop_metrics.clone()));
+    let endpoints =
+        chaoslab_telemetry::Endpoints { registry, before_scrape: Some(Arc::new(move || client.tick())), ready: None };
+    tokio::spawn(chaoslab_telemetry::serve(listener, endpoints, stop_metrics.clone().cancelled_owned()));
     Running { run, metrics, stop_metrics }
 }
 
