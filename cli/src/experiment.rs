@@ -63,6 +63,7 @@ pub struct Experiment<'a> {
 
 /// Reads the client's metrics straight from its registry, through the same parser as a scrape.
 pub fn scrape(lab: &Lab) -> anyhow::Result<Scrape> {
+    lab.refresh();
     let mut buf = Vec::new();
     TextEncoder::new().encode(&lab.registry.gather(), &mut buf)?;
     Ok(client_metrics::parse(&String::from_utf8_lossy(&buf))?)
@@ -122,8 +123,10 @@ impl<'a> Experiment<'a> {
         if moment.phase != self.phase || now >= self.next_converge {
             let foreign = if engine::resets_targets(moment.phase) { Foreign::Remove } else { Foreign::Keep };
             let mut held = Vec::new();
-            for (s, desired) in self.lab.servers.iter().zip(&moment.targets) {
+            for (i, (s, desired)) in self.lab.servers.iter().zip(&moment.targets).enumerate() {
                 let report = s.toxiproxy.converge(&s.proxy, desired, foreign).await?;
+                let previous = self.held.get(i).map(|t| t.toxics.as_slice()).unwrap_or_default();
+                self.lab.scenario_metrics.set_toxics(self.scenario.name, &s.name, &report.held, previous);
                 held.push(TargetStatus {
                     name: s.name.clone(),
                     endpoint: s.toxiproxy.url().into(),
@@ -134,6 +137,7 @@ impl<'a> Experiment<'a> {
             }
             self.held = held;
             self.phase = moment.phase;
+            self.lab.scenario_metrics.set_phase(self.scenario.name, moment.phase.as_str());
             self.next_converge = now + jiff::SignedDuration::from_secs(2);
         }
         let scrape = scrape(self.lab)?;

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use chaoslab_core::faults::DesiredProxy;
 use chaoslab_faultproxy::FaultProxy;
 use chaoslab_loadgen::{Config, LoadGenerator, RunHandle, Target};
+use chaoslab_telemetry::ScenarioMetrics;
 use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign, NewProxy};
 use clap::ValueEnum;
 use prometheus::Registry;
@@ -50,7 +51,9 @@ enum Proxies {
 
 pub struct Lab {
     pub servers: Vec<LabServer>,
+    /// The client's metrics and the scenario metrics, as the operator exports them.
     pub registry: Registry,
+    pub scenario_metrics: ScenarioMetrics,
     pub load: RunHandle,
     backends: Vec<Backend>,
     proxies: Proxies,
@@ -134,11 +137,17 @@ impl Lab {
             servers.push(LabServer { name, toxiproxy, proxy });
         }
         let registry = Registry::new();
+        let scenario_metrics = ScenarioMetrics::register(&registry)?;
         let names: Vec<&str> = listens.iter().map(String::as_str).collect();
         let mut config = Config::new(Target::numbered(&names));
         config.concurrency = opts.concurrency as usize;
         let load = LoadGenerator::start(config, &registry).map_err(|e| anyhow::anyhow!("starting the client: {e}"))?;
-        Ok(Lab { servers, registry, load, backends, proxies })
+        Ok(Lab { servers, registry, scenario_metrics, load, backends, proxies })
+    }
+
+    /// The client's gauges refreshed, for a scrape.
+    pub fn refresh(&self) {
+        self.load.client().tick();
     }
 
     /// Every proxy enabled and without toxics (chaoslab's or not).

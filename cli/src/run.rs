@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// The backends behind the proxies.
     #[arg(long, value_enum, default_value_t = BackendKind::Builtin)]
     backend: BackendKind,
+    /// Serve the client's and the scenarios' metrics (the metrics contract) on HOST:PORT while the lab
+    /// runs, for Prometheus and the Grafana dashboard, e.g. 127.0.0.1:9090.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn scenarios(name: &str) -> Result<Vec<&'static Scenario>, String> {
@@ -103,6 +107,26 @@ async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result
         args.concurrency
     );
     let lab = Lab::start(&opts).await?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = args.metrics_addr {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = lab.shutdown().await;
+                anyhow::bail!("--metrics-addr {addr}: {e}");
+            }
+        };
+        let client = lab.load.client().clone();
+        let endpoints = chaoslab_telemetry::Endpoints {
+            registry: lab.registry.clone(),
+            before_scrape: Some(std::sync::Arc::new(move || client.tick())),
+            ready: None,
+        };
+        eprintln!("chaoslab: metrics on http://{addr}/metrics");
+        tokio::spawn(chaoslab_telemetry::serve(listener, endpoints, async {
+            let _ = metrics_stopped.await;
+        }));
+    }
     let mut verdicts = Vec::new();
     let mut interrupted = false;
     for (i, scenario) in chosen.iter().enumerate() {
@@ -128,6 +152,7 @@ async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result
     }
     lab.reset().await.context("removing the toxics")?;
     lab.shutdown().await.context("stopping the lab")?;
+    let _ = stop_metrics.send(());
     if chosen.len() > 1 {
         eprintln!("\nsummary:");
         for (name, v) in &verdicts {

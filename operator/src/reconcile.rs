@@ -104,7 +104,7 @@ async fn commit(
     write_status(ctx, obj, &new).await?;
     let key = scenario_key(obj);
     if let Some(phase) = new.phase {
-        ctx.metrics.set_phase(&key, phase);
+        ctx.metrics.scenario.set_phase(&key, phase.as_str());
         if old.phase != new.phase {
             let kind = if phase == Phase::Failed { EventType::Warning } else { EventType::Normal };
             let note = new.message.clone().unwrap_or_default();
@@ -114,7 +114,7 @@ async fn commit(
     }
     for (i, t) in new.targets.iter().enumerate() {
         let previous = old.targets.get(i).map(|o| o.toxics.as_slice()).unwrap_or_default();
-        ctx.metrics.set_toxics(&key, &t.name, &t.toxics, previous);
+        ctx.metrics.scenario.set_toxics(&key, &t.name, &t.toxics, previous);
     }
     Ok(())
 }
@@ -351,7 +351,7 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
     }
     let held: Vec<(String, String)> =
         old.targets.iter().flat_map(|t| t.toxics.iter().map(|x| (t.name.clone(), x.clone()))).collect();
-    ctx.metrics.forget(&scenario_key(&obj), &held);
+    ctx.metrics.scenario.forget(&scenario_key(&obj), &held);
     tracing::info!(scenario = %scenario_key(&obj), "deleted: toxics removed");
     Ok(Action::await_change())
 }

@@ -70,6 +70,7 @@ pub struct Samplers {
 
 impl Samplers {
     pub fn new(interval: Duration) -> Self {
+        chaoslab_toxiproxy::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(interval.max(Duration::from_secs(1)))
             .user_agent(concat!("chaoslab-operator/", env!("CARGO_PKG_VERSION")))

@@ -399,6 +399,7 @@ async fn with_leader_election_one_replica_drives_and_the_other_takes_over() {
             .env("POD_NAME", name);
         Managed::spawn(&format!("replica-{name}-{ns}"), cmd)
     };
+    chaoslab_toxiproxy::install_crypto_provider();
     let (pa, pb) = (free_port(), free_port());
     let mut a = replica("a", pa);
     let ready = |port: u16| async move {

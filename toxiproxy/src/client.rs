@@ -34,8 +34,9 @@ pub struct Client {
     policy: RetryPolicy,
 }
 
-fn install_crypto_provider() {
-    // reqwest is built without a default TLS provider; use ring, as kube does. Ignore "already installed".
+/// reqwest is built without a default TLS provider (no aws-lc C build): install ring, as kube uses,
+/// before building any reqwest client. Idempotent.
+pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

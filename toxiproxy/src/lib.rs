@@ -9,7 +9,7 @@ mod converge;
 mod error;
 mod model;
 
-pub use client::{Client, RetryPolicy};
+pub use client::{Client, RetryPolicy, install_crypto_provider};
 pub use converge::{ConvergeReport, Foreign};
 pub use error::Error;
 pub use model::{NewProxy, Proxy};

@@ -1,0 +1,79 @@
+//! The scenario part of the metrics contract, exported by the operator and by `chaoslab run`.
+
+use prometheus::{IntGaugeVec, Opts, Registry};
+
+/// The timed phases and the outcomes a scenario can be in, as `phase` label values.
+const PHASES: [&str; 8] =
+    ["Pending", "Queued", "Stabilization", "Testing", "Recovery", "Completed", "Failed", "Aborted"];
+
+#[derive(Clone)]
+pub struct ScenarioMetrics {
+    /// `chaoslab_scenario_phase{scenario,phase}`: 1 for the phase the scenario is in, 0 for the others.
+    pub phase: IntGaugeVec,
+    /// `chaoslab_scenario_toxic_active{scenario,server,toxic}`: 1 while the toxic is held on the server.
+    pub toxic_active: IntGaugeVec,
+}
+
+impl ScenarioMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let phase = IntGaugeVec::new(
+            Opts::new("chaoslab_scenario_phase", "1 for the phase the scenario is in"),
+            &["scenario", "phase"],
+        )?;
+        let toxic_active = IntGaugeVec::new(
+            Opts::new("chaoslab_scenario_toxic_active", "1 while the toxic is held on the server"),
+            &["scenario", "server", "toxic"],
+        )?;
+        registry.register(Box::new(phase.clone()))?;
+        registry.register(Box::new(toxic_active.clone()))?;
+        Ok(Self { phase, toxic_active })
+    }
+
+    /// `phase` is one of the API's phase names (Stabilization, Testing, …).
+    pub fn set_phase(&self, scenario: &str, phase: &str) {
+        for p in PHASES {
+            self.phase.with_label_values(&[scenario, p]).set(i64::from(p == phase));
+        }
+    }
+
+    /// Sets the toxics held on `server` to exactly `toxics` (the `previous` ones not in it go to 0).
+    pub fn set_toxics(&self, scenario: &str, server: &str, toxics: &[String], previous: &[String]) {
+        for t in previous {
+            if !toxics.contains(t) {
+                self.toxic_active.with_label_values(&[scenario, server, t]).set(0);
+            }
+        }
+        for t in toxics {
+            self.toxic_active.with_label_values(&[scenario, server, t]).set(1);
+        }
+    }
+
+    /// Drops every series of a scenario; `held` lists the (server, toxic) pairs it exported.
+    pub fn forget(&self, scenario: &str, held: &[(String, String)]) {
+        for p in PHASES {
+            let _ = self.phase.remove_label_values(&[scenario, p]);
+        }
+        for (server, toxic) in held {
+            let _ = self.toxic_active.remove_label_values(&[scenario, server, toxic]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_phase_at_a_time_and_toxics_follow_the_held_set() {
+        let r = Registry::new();
+        let m = ScenarioMetrics::register(&r).unwrap();
+        m.set_phase("ns/a", "Testing");
+        assert_eq!(m.phase.with_label_values(&["ns/a", "Testing"]).get(), 1);
+        assert_eq!(m.phase.with_label_values(&["ns/a", "Stabilization"]).get(), 0);
+        m.set_toxics("ns/a", "server-0", &["t1".into()], &[]);
+        m.set_toxics("ns/a", "server-0", &[], &["t1".into()]);
+        assert_eq!(m.toxic_active.with_label_values(&["ns/a", "server-0", "t1"]).get(), 0);
+        m.forget("ns/a", &[("server-0".into(), "t1".into())]);
+        assert!(r.gather().iter().all(|f| f.get_metric().is_empty()));
+    }
+}
