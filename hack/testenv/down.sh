@@ -74,10 +74,10 @@ stop kube-controller-manager "$dir/kube-controller-manager.pid"
 stop kube-apiserver "$dir/apiserver.pid"
 stop etcd "$dir/etcd.pid"
 
-rm -rf "$dir/etcd-data" "$dir/apiserver-certs" "$dir/pki" "$dir/kubeconfig" "$dir/env"
+rm -rf "$dir/etcd-data" "$dir/apiserver-certs" "$dir/pki" "$dir/kubeconfig" "$dir/env" "$dir/audit-policy.yaml"
 if [ "$keep_logs" = 0 ]; then
   rm -f "$dir/etcd.log" "$dir/apiserver.log" "$dir/kube-controller-manager.log" \
-    "$dir/kube-scheduler.log" "$dir/kwok.log"
+    "$dir/kube-scheduler.log" "$dir/kwok.log" "$dir/audit.log"
 fi
 if [ "$keep_lock" = 0 ]; then
   rm -f "$dir/.up.lock"

@@ -296,6 +296,8 @@ while :; do
   fi
   log "etcd healthy after $(elapsed)s"
 
+  # Every request at Metadata level: tests read who did what (e.g. which verbs an RBAC role needs).
+  printf '%s\n' 'apiVersion: audit.k8s.io/v1' 'kind: Policy' 'rules:' '- level: Metadata' >"$dir/audit-policy.yaml"
   log "starting kube-apiserver v$KUBE_VERSION on $api_url"
   setsid "$KUBE_APISERVER_BIN" \
     --etcd-servers="$etcd_url" \
@@ -314,6 +316,9 @@ while :; do
     --service-account-issuer="$api_url" \
     --service-account-key-file="$pki/sa.pub" \
     --service-account-signing-key-file="$pki/sa.key" \
+    --audit-policy-file="$dir/audit-policy.yaml" \
+    --audit-log-path="$dir/audit.log" \
+    --audit-log-format=json \
     </dev/null >"$dir/apiserver.log" 2>&1 9>&- &
   api_pid=$!
   started+=("$api_pid")

@@ -39,3 +39,9 @@ pub fn redis_server_bin() -> PathBuf {
     let p = std::env::var_os("REDIS_SERVER").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/redis-server".into());
     require(p, "hack/install-deps.sh")
 }
+
+/// `$HELM`, or the cached v3.22.0 build (hack/testenv/install.sh).
+pub fn helm_bin() -> PathBuf {
+    let p = std::env::var_os("HELM").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("bin/helm-v3.22.0"));
+    require(p, "hack/testenv/install.sh")
+}

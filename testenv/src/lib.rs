@@ -11,7 +11,7 @@ mod process;
 mod redis;
 mod toxiproxy;
 
-pub use bins::{cache_dir, redis_server_bin, toxiproxy_server_bin};
+pub use bins::{cache_dir, helm_bin, redis_server_bin, toxiproxy_server_bin};
 pub use control_plane::ControlPlane;
 pub use kube_fixtures::{install_crd, namespace, ready_pod};
 pub use ports::{free_port, wait_for_port};

@@ -1,0 +1,20 @@
+{{- define "chaoslab.labels" -}}
+app.kubernetes.io/name: chaoslab
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: chaoslab
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{- define "chaoslab.selector" -}}
+app.kubernetes.io/name: chaoslab
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "chaoslab.image" -}}
+{{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
+{{- end -}}
+
+{{- define "chaoslab.operatorName" -}}{{ .Release.Name }}-operator{{- end -}}
+{{- define "chaoslab.backendName" -}}{{ .Release.Name }}-backend{{- end -}}
+{{- define "chaoslab.loadgenName" -}}{{ .Release.Name }}-loadgen{{- end -}}
