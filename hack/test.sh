@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install-deps.sh
+echo "== flake.nix" >&2
+bash hack/check-flake.sh 2>&1 | grep -v "build-users-group"
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
