@@ -39,11 +39,6 @@ impl PhaseAccumulator {
         self.phase
     }
 
-    /// The most recent scrape (the next phase's `previous`).
-    pub fn last(&self) -> Option<&Scrape> {
-        self.last.as_ref()
-    }
-
     pub fn record(&mut self, at: Timestamp, scrape: Scrape) {
         if at >= self.late_start && self.late_base.is_none() {
             self.late_base = Some(self.last.clone().or_else(|| self.base.clone()).unwrap_or_else(|| scrape.clone()));
@@ -181,11 +176,6 @@ impl RunRecorder {
         &self.finished
     }
 
-    /// The phase in progress, as observed so far.
-    pub fn current(&self) -> Option<PhaseObservation> {
-        self.current.as_ref().map(PhaseAccumulator::finish)
-    }
-
     fn check_abort(&mut self, at: Timestamp, scrape: &Scrape) -> Option<Timestamp> {
         let rule = self.abort?;
         let ok: f64 = scrape.values().map(|m| m.success).sum();
@@ -298,7 +288,6 @@ mod tests {
         assert!(r.finished().is_empty());
         r.close_until(at(10));
         assert_eq!(r.finished().len(), 1);
-        assert!(r.current().is_none());
     }
 
     #[test]

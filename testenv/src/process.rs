@@ -7,7 +7,6 @@ use std::{
 };
 
 pub struct Managed {
-    name: String,
     child: Child,
     pub log: PathBuf,
 }
@@ -26,7 +25,7 @@ impl Managed {
             });
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Managed { name: name.to_string(), child, log }
+        Managed { child, log }
     }
 
     pub fn pid(&self) -> u32 {
@@ -44,14 +43,6 @@ impl Managed {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 }
 
