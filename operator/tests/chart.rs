@@ -100,7 +100,8 @@ fn used_by(audit: &str, user: &str) -> (BTreeSet<Grant>, Vec<String>) {
     for line in audit.lines() {
         let Ok(e) = serde_json::from_str::<Value>(line) else { continue };
         let who = e["impersonatedUser"]["username"].as_str().or(e["user"]["username"].as_str());
-        if who != Some(user) || e["stage"] != "ResponseComplete" {
+        // A watch is logged as ResponseStarted when it begins and ResponseComplete only when it ends.
+        if who != Some(user) || !matches!(e["stage"].as_str(), Some("ResponseStarted" | "ResponseComplete")) {
             continue;
         }
         let o = &e["objectRef"];
