@@ -77,6 +77,16 @@ fn outcomes(s: &Scrape, server: &str) -> String {
     format!("{}, mean {:.1} ms", by.join(", "), 1000.0 * sum / count.max(1.0))
 }
 
+/// Waits until every server has served 200 requests: the baseline before a fault.
+async fn all_serving(run: &common::Running) {
+    eventually("every server serves", Duration::from_secs(15), || async {
+        let s = run.scrape().await;
+        let ok: Vec<f64> = SERVERS.iter().map(|n| s.requests(n, "success")).collect();
+        if ok.iter().all(|&v| v > 200.0) { Ok(()) } else { Err(format!("successes {ok:?}")) }
+    })
+    .await;
+}
+
 async fn window(run: &common::Running, secs: u64) -> (Scrape, Scrape) {
     let a = run.scrape().await;
     tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -90,12 +100,7 @@ async fn packet_loss_on_two_opens_their_breakers_and_they_heal() {
     let run = common::start(lab.config()).await;
 
     // Stabilization: all three serve.
-    eventually("every server serves", Duration::from_secs(15), || async {
-        let s = run.scrape().await;
-        let ok: Vec<f64> = SERVERS.iter().map(|n| s.requests(n, "success")).collect();
-        if ok.iter().all(|&v| v > 200.0) { Ok(()) } else { Err(format!("successes {ok:?}")) }
-    })
-    .await;
+    all_serving(&run).await;
     let s = run.scrape().await;
     for n in SERVERS {
         assert_eq!(s.state(n), 0.0, "{n} closed while healthy");
@@ -174,12 +179,7 @@ async fn latency_on_two_moves_traffic_to_the_fast_server() {
     let _heavy = HEAVY.lock().await;
     let lab = Lab::start().await;
     let run = common::start(lab.config()).await;
-    eventually("every server serves", Duration::from_secs(15), || async {
-        let s = run.scrape().await;
-        let ok: Vec<f64> = SERVERS.iter().map(|n| s.requests(n, "success")).collect();
-        if ok.iter().all(|&v| v > 200.0) { Ok(()) } else { Err(format!("successes {ok:?}")) }
-    })
-    .await;
+    all_serving(&run).await;
 
     lab.set(0, &desired_for(&latency(0, 500), OWNER)).await;
     lab.set(1, &desired_for(&latency(1, 500), OWNER)).await;
@@ -202,12 +202,7 @@ async fn packet_loss_on_one_opens_its_breaker_while_the_others_carry_the_load() 
     let _heavy = HEAVY.lock().await;
     let lab = Lab::start().await;
     let run = common::start(lab.config()).await;
-    eventually("every server serves", Duration::from_secs(15), || async {
-        let s = run.scrape().await;
-        let ok: Vec<f64> = SERVERS.iter().map(|n| s.requests(n, "success")).collect();
-        if ok.iter().all(|&v| v > 200.0) { Ok(()) } else { Err(format!("successes {ok:?}")) }
-    })
-    .await;
+    all_serving(&run).await;
     lab.set(1, &desired_for(&loss(1, 100.0), OWNER)).await;
     let (_, took) = eventually("the blackholed server's breaker opens", Duration::from_secs(15), || async {
         let s = run.scrape().await;
