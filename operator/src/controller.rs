@@ -59,7 +59,7 @@ pub fn api(client: &Client, namespace: Option<&str>) -> Api<ChaosScenario> {
 }
 
 async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_duration.with_label_values(&[] as &[&str]).start_timer();
+    let timer = ctx.metrics.reconcile_duration.start_timer();
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ChaosScenario> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, obj, |event| async {

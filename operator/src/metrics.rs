@@ -1,7 +1,7 @@
 //! The operator's metrics: the scenario part of the metrics contract and its own health.
 
 use chaoslab_telemetry::ScenarioMetrics;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -9,7 +9,7 @@ pub struct Metrics {
     /// `chaoslab_scenario_phase` and `chaoslab_scenario_toxic_active`.
     pub scenario: ScenarioMetrics,
     pub reconciles: IntCounterVec,
-    pub reconcile_duration: HistogramVec,
+    pub reconcile_duration: Histogram,
     pub toxiproxy_calls: IntCounterVec,
     /// How late a phase change was applied, against the planned boundary.
     pub transition_lateness: HistogramVec,
@@ -24,10 +24,9 @@ impl Default for Metrics {
             &["result"],
         )
         .unwrap();
-        let reconcile_duration = HistogramVec::new(
+        let reconcile_duration = Histogram::with_opts(
             HistogramOpts::new("chaoslab_operator_reconcile_duration_seconds", "Reconcile duration")
                 .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]),
-            &[],
         )
         .unwrap();
         let toxiproxy_calls = IntCounterVec::new(
@@ -47,6 +46,11 @@ impl Default for Metrics {
             &["phase"],
         )
         .unwrap();
+        // Every outcome series exists from the start, so rates and alerts see 0 rather than nothing.
+        for outcome in ["ok", "error"] {
+            reconciles.with_label_values(&[outcome]);
+            toxiproxy_calls.with_label_values(&[outcome]);
+        }
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
@@ -56,5 +60,25 @@ impl Default for Metrics {
             registry.register(c).expect("metric names are unique");
         }
         Self { registry, scenario, reconciles, reconcile_duration, toxiproxy_calls, transition_lateness }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_operator_already_exports_its_outcome_counters_at_zero() {
+        let m = Metrics::default();
+        let text = prometheus::TextEncoder::new().encode_to_string(&m.registry.gather()).unwrap();
+        for series in [
+            "chaoslab_operator_reconciles_total{result=\"ok\"} 0",
+            "chaoslab_operator_reconciles_total{result=\"error\"} 0",
+            "chaoslab_operator_toxiproxy_converges_total{outcome=\"ok\"} 0",
+            "chaoslab_operator_toxiproxy_converges_total{outcome=\"error\"} 0",
+            "chaoslab_operator_reconcile_duration_seconds_count 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
     }
 }

@@ -1,7 +1,11 @@
-//! The Helm chart with the real tools: helm lint and template, the rendered manifests applied with
-//! --dry-run=server to the real apiserver, and `helm install` followed by the operator running a
-//! scenario as the chart's ServiceAccount (impersonation): no forbidden call, and every permission
-//! the chart grants is one the operator used (from the apiserver's audit log).
+//! The Helm chart with the real tools: helm lint and template, the vendored dependency charts, the
+//! rendered manifests applied with --dry-run=server to the real apiserver in a namespace that
+//! enforces the restricted Pod Security Standard, the bundled Prometheus's own scrape job run by a
+//! real Prometheus that finds the operator and loadgen pods through the apiserver, and `helm
+//! install` followed by the operator running a scenario as the chart's ServiceAccount
+//! (impersonation): no forbidden call, and every permission the chart grants is one the operator
+//! used (from the apiserver's audit log). Grafana can't run here: its provisioning is checked
+//! against the rendered objects it would read.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,15 +17,32 @@ use std::{
 
 use chaoslab_core::api::{ChaosScenario, Phase};
 use chaoslab_testenv::{
-    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, helm_bin, namespace, ready_pod,
+    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, helm_bin, namespace, prometheus_bin, ready_pod,
+    run_pod, workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::{Api, api::PostParams};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 fn chart() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/chaoslab"))
+}
+
+/// The documents `helm template` renders, as JSON values.
+fn render(release: &str, ns: &str, sets: &[&str]) -> Vec<Value> {
+    let chart = chart();
+    let mut args = vec!["template", release, chart.to_str().unwrap(), "--namespace", ns];
+    args.extend(sets.iter().flat_map(|s| ["--set", *s]));
+    let out = String::from_utf8(helm(&args).stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&out).map(|d| Value::deserialize(d).unwrap()).filter(|v| !v.is_null()).collect()
+}
+
+fn object<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
 }
 
 fn helm(args: &[&str]) -> Output {
@@ -47,17 +68,43 @@ fn bad_values_are_refused_by_the_schema_naming_the_value() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/loadgen/concurrency"));
 }
 
+#[test]
+fn the_vendored_dependency_charts_are_the_ones_chart_yaml_asks_for() {
+    let out = String::from_utf8(helm(&["dependency", "list", chart().to_str().unwrap()]).stdout).unwrap();
+    let rows: Vec<Vec<&str>> =
+        out.lines().skip(1).map(|l| l.split_whitespace().collect()).filter(|r: &Vec<_>| !r.is_empty()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["prometheus", "grafana"], "{out}");
+    assert!(
+        rows.iter().all(|r| r.last() == Some(&"ok")),
+        "a vendored archive is missing or of another version (run hack/vendor-charts.sh):\n{out}"
+    );
+}
+
 #[tokio::test]
-async fn rendered_manifests_apply_with_dry_run_server_for_default_and_other_values() {
+async fn rendered_manifests_apply_with_dry_run_server_under_the_restricted_pod_security_standard() {
     let cp = ControlPlane::shared();
     let client = cp.client().await;
     let ns = namespace(&client, "chart-dry").await;
+    let (ok, _, stderr) = cp.kubectl(
+        &[
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/warn=restricted",
+        ],
+        None,
+    );
+    assert!(ok, "{stderr}");
     let other: Vec<&str> = [
         "operator.watchNamespace=team-a",
         "operator.leaderElection=false",
         "loadgen.enabled=false",
         "networkPolicy.enabled=false",
         "dashboards.enabled=false",
+        "prometheus.enabled=false",
+        "grafana.enabled=false",
         "backends.replicas=5",
         "loadgen.concurrency=1000",
     ]
@@ -65,14 +112,159 @@ async fn rendered_manifests_apply_with_dry_run_server_for_default_and_other_valu
     .flat_map(|s| ["--set", s])
     .collect();
     let chart = chart();
-    for values in [vec![], other] {
+    for (values, monitoring) in [(vec![], true), (other, false)] {
         let mut args = vec!["template", "chaoslab", chart.to_str().unwrap(), "--namespace", &ns];
         args.extend(values.iter().copied());
         let manifests = String::from_utf8(helm(&args).stdout).unwrap();
         assert!(manifests.contains("kind: CustomResourceDefinition") && manifests.contains("kind: StatefulSet"));
+        assert_eq!(manifests.contains("name: chaoslab-prometheus-server\n"), monitoring, "{values:?}");
+        assert_eq!(manifests.contains("name: chaoslab-grafana\n"), monitoring, "{values:?}");
         let (ok, stdout, stderr) = cp.kubectl(&["apply", "--dry-run=server", "-n", &ns, "-f", "-"], Some(&manifests));
         assert!(ok, "dry-run=server refused {values:?}:\n{stderr}");
         assert!(stdout.contains("(server dry run)"), "{stdout}");
+        // PodSecurity admission warns about workloads whose pods it would refuse.
+        assert!(!stderr.contains("PodSecurity"), "{values:?} breaks the restricted standard:\n{stderr}");
+    }
+}
+
+#[test]
+fn grafana_is_provisioned_with_the_bundled_prometheus_and_the_chaoslab_dashboard() {
+    let dashboard = std::fs::read_to_string(chart().join("../../dashboards/chaoslab.json")).unwrap();
+    // The Prometheus server's Service name depends on the release name (the prometheus chart shortens
+    // it when the release already says "prometheus"); the datasource must follow it either way.
+    for release in ["chaoslab", "my-prometheus"] {
+        let docs = render(release, "lab", &[]);
+        let grafana_cm = object(&docs, "ConfigMap", &format!("{release}-grafana"));
+        let ds: Value = serde_yaml::from_str(grafana_cm["data"]["datasources.yaml"].as_str().unwrap()).unwrap();
+        let ds = &ds["datasources"][0];
+        assert_eq!(ds["uid"], "chaoslab-prometheus", "the dashboard's panels name this uid");
+        assert_eq!(ds["type"], "prometheus");
+        let url = ds["url"].as_str().unwrap();
+        let service = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == "Service" && url == format!("http://{}.lab.svc", d["metadata"]["name"].as_str().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{release}: no rendered Service answers {url}"));
+        assert_eq!(service["metadata"]["labels"]["app.kubernetes.io/name"], "prometheus");
+        assert_eq!(service["spec"]["ports"][0]["port"], 80, "the url has no port");
+
+        // The provider's folder is where the Deployment mounts the ConfigMap holding the dashboard.
+        let providers: Value =
+            serde_yaml::from_str(grafana_cm["data"]["dashboardproviders.yaml"].as_str().unwrap()).unwrap();
+        let path = providers["providers"][0]["options"]["path"].as_str().unwrap();
+        let pod = &object(&docs, "Deployment", &format!("{release}-grafana"))["spec"]["template"]["spec"];
+        let mount = pod["containers"][0]["volumeMounts"].as_array().unwrap().iter().find(|m| m["mountPath"] == path);
+        let volume_name = mount.unwrap_or_else(|| panic!("nothing mounted at {path}"))["name"].clone();
+        let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == volume_name).unwrap();
+        let cm = object(&docs, "ConfigMap", volume["configMap"]["name"].as_str().unwrap());
+        assert_eq!(
+            cm["data"]["chaoslab.json"].as_str().unwrap(),
+            dashboard,
+            "the chart ships dashboards/chaoslab.json"
+        );
+        assert!(
+            grafana_cm["data"]["grafana.ini"].as_str().unwrap().contains(&format!("{path}/chaoslab.json")),
+            "the dashboard is the home page"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_bundled_prometheus_finds_and_scrapes_the_operator_and_the_loadgen() {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await;
+    let ns = namespace(&client, "chart-prom").await;
+    let docs = render("chaoslab", &ns, &[]);
+
+    // The chart's own kubernetes-pods job, as rendered. Outside a cluster Prometheus reaches the
+    // apiserver through a kubeconfig instead of the pod's ServiceAccount: the only change.
+    let rendered = object(&docs, "ConfigMap", "chaoslab-prometheus-server")["data"]["prometheus.yml"].as_str().unwrap();
+    let config: Value = serde_yaml::from_str(rendered).unwrap();
+    let mut job = config["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "kubernetes-pods")
+        .expect("the kubernetes-pods job")
+        .clone();
+    for sd in job["kubernetes_sd_configs"].as_array_mut().unwrap() {
+        sd["kubeconfig_file"] = json!(cp.kubeconfig);
+    }
+    assert_eq!(config["global"]["scrape_interval"], "5s");
+    let dir = cp.dir.join(format!("prometheus-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = json!({"global": config["global"], "scrape_configs": [job]});
+    std::fs::write(dir.join("prometheus.yml"), serde_yaml::to_string(&config).unwrap()).unwrap();
+
+    // The operator and loadgen pods from their rendered templates, each on its own loopback IP where
+    // the real binary listens on the port the pod's annotation names.
+    let redis = RedisServer::start();
+    let mut procs = Vec::new();
+    for (i, component) in ["operator", "loadgen"].into_iter().enumerate() {
+        let template = &object(&docs, "Deployment", &format!("chaoslab-{component}"))["spec"]["template"];
+        let ip = Ipv4Addr::new(127, 0, (std::process::id() % 200 + 20) as u8, 100 + i as u8);
+        let port = template["metadata"]["annotations"]["prometheus.io/port"].as_str().unwrap();
+        let addr = format!("{ip}:{port}");
+        let mut cmd = Command::new(workspace_bin(&format!("chaoslab-{component}")));
+        match component {
+            "operator" => {
+                cmd.args(["run", "--namespace", &ns, "--metrics-addr", &addr]).env("KUBECONFIG", &cp.kubeconfig)
+            }
+            _ => cmd.args([
+                "--targets",
+                &redis.addr(),
+                "--concurrency",
+                "2",
+                "--duration",
+                "60s",
+                "--metrics-addr",
+                &addr,
+            ]),
+        };
+        procs.push(Managed::spawn(&format!("{component}-{ns}"), cmd));
+        let mut pod = json!({"metadata": template["metadata"].clone(), "spec": template["spec"].clone()});
+        pod["metadata"]["name"] = json!(format!("chaoslab-{component}-0"));
+        run_pod(&client, &ns, serde_json::from_value(pod).unwrap(), &ip.to_string()).await;
+    }
+
+    let port = free_port();
+    let mut cmd = Command::new(prometheus_bin());
+    cmd.arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    let prometheus = Managed::spawn(&format!("prometheus-{ns}"), cmd);
+    chaoslab_toxiproxy::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let query = |q: String| {
+        let http = http.clone();
+        async move {
+            let mut url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/api/v1/query")).unwrap();
+            url.query_pairs_mut().append_pair("query", &q);
+            let r = http.get(url).send().await.ok()?;
+            r.json::<Value>().await.ok().map(|v| v["data"]["result"].as_array().cloned().unwrap_or_default())
+        }
+    };
+    let t0 = Instant::now();
+    let up = loop {
+        let up = query(format!("up{{job=\"kubernetes-pods\",namespace=\"{ns}\"}} == 1")).await.unwrap_or_default();
+        if up.len() == 2 {
+            break up;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(40), "scraped so far: {up:?}\n{}", prometheus.log_tail());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut pods: Vec<&str> = up.iter().map(|s| s["metric"]["pod"].as_str().unwrap()).collect();
+    pods.sort();
+    assert_eq!(pods, ["chaoslab-loadgen-0", "chaoslab-operator-0"]);
+    // The series carry the pod's labels, and both contracts' metrics arrive.
+    for (metric, component) in
+        [("chaoslab_client_requests_total", "loadgen"), ("chaoslab_operator_reconciles_total", "operator")]
+    {
+        let found = query(format!("{metric}{{namespace=\"{ns}\",app_kubernetes_io_component=\"{component}\"}}"))
+            .await
+            .unwrap_or_default();
+        assert!(!found.is_empty(), "no {metric} from the {component} pod");
     }
 }
 

@@ -5,7 +5,6 @@
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    path::PathBuf,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -16,7 +15,7 @@ use chaoslab_core::{
     faults::owner_of,
 };
 use chaoslab_testenv::{
-    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, install_crd, namespace, ready_pod,
+    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, install_crd, namespace, ready_pod, workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use kube::{
@@ -72,11 +71,6 @@ async fn backends(client: &Client, ns: &str, n: usize, admin_port: u16) -> Vec<B
     out
 }
 
-fn target_dir() -> PathBuf {
-    // target/debug/deps/e2e-… → target/debug
-    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
-}
-
 fn operator(ns: &str) -> Managed {
     let cp = ControlPlane::shared();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaoslab-operator"));
@@ -89,11 +83,7 @@ fn operator(ns: &str) -> Managed {
 
 /// The real chaoslab-loadgen binary, bounded to 90 s, exporting metrics on a free port.
 fn loadgen(backends: &[Backend]) -> (Managed, String) {
-    let bin = target_dir().join("chaoslab-loadgen");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "chaoslab-loadgen"]).status().unwrap();
-        assert!(status.success(), "cargo build -p chaoslab-loadgen");
-    }
+    let bin = workspace_bin("chaoslab-loadgen");
     let port = free_port();
     let targets: Vec<&str> = backends.iter().map(|b| b.listen.as_str()).collect();
     let mut cmd = Command::new(bin);

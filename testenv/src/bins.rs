@@ -45,3 +45,25 @@ pub fn helm_bin() -> PathBuf {
     let p = std::env::var_os("HELM").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("bin/helm-v3.22.0"));
     require(p, "hack/testenv/install.sh")
 }
+
+/// `$PROMETHEUS`, or the cached v3.14.0 build with Kubernetes service discovery
+/// (hack/testenv/install.sh): the version the chart deploys.
+pub fn prometheus_bin() -> PathBuf {
+    let p =
+        std::env::var_os("PROMETHEUS").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("bin/prometheus-v3.14.0"));
+    require(p, "hack/testenv/install.sh")
+}
+
+/// A binary of this workspace, next to the running test (`cargo test --workspace` builds them
+/// all); built on demand when only one package's tests are run.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    // target/debug/deps/<test>-<hash> → target/debug
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let bin = dir.join(name);
+    if !bin.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let ok = std::process::Command::new(cargo).args(["build", "-q", "--bin", name]).status().unwrap().success();
+        assert!(ok, "cargo build --bin {name}");
+    }
+    bin
+}

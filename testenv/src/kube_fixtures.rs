@@ -49,12 +49,18 @@ pub async fn install_crd(client: &Client, yaml: &str) -> CustomResourceDefinitio
 /// Creates a Pod and sets its status as a kubelet would: Running, Ready, with `pod_ip`
 /// (a loopback address where a real process listens, so the operator's real path works).
 pub async fn ready_pod(client: &Client, ns: &str, name: &str, labels: BTreeMap<String, String>, pod_ip: &str) -> Pod {
-    let api = Api::<Pod>::namespaced(client.clone(), ns);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": labels},
         "spec": {"containers": [{"name": "backend", "image": "redis:7"}]}
     }))
     .unwrap();
+    run_pod(client, ns, pod, pod_ip).await
+}
+
+/// Creates `pod` (e.g. from a rendered pod template) and makes it Running and Ready at `pod_ip`.
+pub async fn run_pod(client: &Client, ns: &str, pod: Pod, pod_ip: &str) -> Pod {
+    let api = Api::<Pod>::namespaced(client.clone(), ns);
+    let name = pod.metadata.name.clone().expect("pod name");
     api.create(&PostParams::default(), &pod).await.expect("create pod");
     let status = json!({"status": {
         "phase": "Running",
@@ -62,5 +68,5 @@ pub async fn ready_pod(client: &Client, ns: &str, name: &str, labels: BTreeMap<S
         "podIPs": [{"ip": pod_ip}],
         "conditions": [{"type": "Ready", "status": "True"}]
     }});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("set pod status")
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("set pod status")
 }

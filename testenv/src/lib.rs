@@ -11,9 +11,9 @@ mod process;
 mod redis;
 mod toxiproxy;
 
-pub use bins::{cache_dir, helm_bin, redis_server_bin, toxiproxy_server_bin};
+pub use bins::{cache_dir, helm_bin, prometheus_bin, redis_server_bin, toxiproxy_server_bin, workspace_bin};
 pub use control_plane::ControlPlane;
-pub use kube_fixtures::{install_crd, namespace, ready_pod};
+pub use kube_fixtures::{install_crd, namespace, ready_pod, run_pod};
 pub use ports::{free_port, wait_for_port};
 pub use process::Managed;
 pub use redis::RedisServer;
