@@ -2,7 +2,8 @@
 # Installs what the tests need and is not in the checkout, idempotently:
 #   - Debian packages: redis-server (real backends), redis-tools (redis-benchmark),
 #     chromium (renders the HTML report in a test), prometheus (promtool and a real Prometheus
-#     for the dashboard test), nix-bin (parses and evaluates flake.nix)
+#     for the dashboard test), nix-bin (parses and evaluates flake.nix), containerd and runc
+#     (import the built images as `kind load` does and run them), jq (hack/build-images.sh)
 #   - toxiproxy-server v2.12.0, built from the Go module proxy into ~/.cache/chaoslab
 #   - the Kubernetes test control plane (kube-apiserver, etcd, helm), see hack/testenv/
 # Safe to run again: every step checks first.
@@ -15,6 +16,9 @@ command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || need_apt+=(runc)
+command -v jq >/dev/null || need_apt+=(jq)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to apt-get install ${need_apt[*]} (or install them yourself)" >&2

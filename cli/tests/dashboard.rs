@@ -2,12 +2,12 @@
 //! a real Prometheus that scraped a real short `chaoslab run` returns data for every panel's query.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use chaoslab_testenv::{Managed, free_port, wait_for_port};
+use chaoslab_testenv::{Managed, ScratchDir, free_port, wait_for_port};
 use serde_json::Value;
 
 fn dashboard() -> Value {
@@ -28,13 +28,6 @@ fn queries(d: &Value) -> Vec<(String, String)> {
             })
         })
         .collect()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("chaoslab-dash-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// `promtool check rules` on the expressions as recording rules: Ok, or promtool's complaint.
@@ -88,11 +81,11 @@ fn the_dashboard_has_the_panels_and_a_fixed_datasource() {
 
 #[test]
 fn every_expression_parses_with_promtool() {
-    let dir = tmpdir("promtool");
+    let dir = ScratchDir::new("dash-promtool");
     let exprs: Vec<String> = queries(&dashboard()).into_iter().map(|(_, e)| e).collect();
-    promtool_check(&dir, &exprs).expect("the dashboard's PromQL parses");
+    promtool_check(dir.path(), &exprs).expect("the dashboard's PromQL parses");
     // The check can fail: a broken expression is refused.
-    assert!(promtool_check(&dir, &["sum by (server (rate(x[5s]))".to_string()]).is_err());
+    assert!(promtool_check(dir.path(), &["sum by (server (rate(x[5s]))".to_string()]).is_err());
 }
 
 fn encode(s: &str) -> String {
@@ -106,7 +99,7 @@ fn encode(s: &str) -> String {
 
 #[test]
 fn every_panel_returns_data_from_a_real_prometheus_that_scraped_a_real_run() {
-    let dir = tmpdir("prom");
+    let dir = ScratchDir::new("dash-prom");
     let (metrics_port, prom_port) = (free_port(), free_port());
     std::fs::write(
         dir.join("prometheus.yml"),

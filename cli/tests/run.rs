@@ -2,12 +2,12 @@
 //! real toxiproxy-servers, its exit status, its reports, and Ctrl-C.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use chaoslab_testenv::ToxiproxyServer;
+use chaoslab_testenv::{ScratchDir, ToxiproxyServer};
 use serde_json::Value;
 
 fn chaoslab() -> Command {
@@ -21,12 +21,6 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("chaoslab-run-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 // Recovery is long enough for an avoided slow server (latency EWMA decaying from +500 ms) to be drawn again.
 const SHORT: [&str; 8] = ["--stabilization", "4s", "--testing", "8s", "--recovery", "12s", "--concurrency", "16"];
 
@@ -37,12 +31,13 @@ fn report(dir: &Path, scenario: &str) -> Value {
 
 #[test]
 fn multi_failure_packet_loss_passes_on_the_embedded_proxies() {
-    let dir = tmpdir("pl");
-    let out = run(&[&["multi-failure-2-servers-packet-loss", "--report", dir.to_str().unwrap()], &SHORT[..]].concat());
+    let dir = ScratchDir::new("run-pl");
+    let out =
+        run(&[&["multi-failure-2-servers-packet-loss", "--report", dir.path().to_str().unwrap()], &SHORT[..]].concat());
     assert_eq!(out.status.code(), Some(0), "exit 0 only when the verdict is Passed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("verdict: Passed"), "{stdout}");
-    let r = report(&dir, "multi-failure-2-servers-packet-loss");
+    let r = report(dir.path(), "multi-failure-2-servers-packet-loss");
     assert_eq!(r["status"]["verdict"], "Passed");
     assert_eq!(r["status"]["timeline"].as_array().unwrap().len(), 3);
     assert!(r["status"]["checks"].as_array().unwrap().len() >= 8);
@@ -74,7 +69,7 @@ fn both_multi_failure_scenarios_pass_on_real_toxiproxy_servers() {
 
 #[test]
 fn all_runs_fourteen_scenarios_and_reports_fourteen_verdicts() {
-    let dir = tmpdir("all");
+    let dir = ScratchDir::new("run-all");
     let out = run(&[
         "all",
         "--stabilization",
@@ -86,13 +81,13 @@ fn all_runs_fourteen_scenarios_and_reports_fourteen_verdicts() {
         "--concurrency",
         "8",
         "--report",
-        dir.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
     ]);
     assert!(matches!(out.status.code(), Some(0 | 1)), "a verdict per scenario, not a crash");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("  verdict: ").count(), 14, "{stdout}");
     for s in chaoslab_core::catalog::scenarios() {
-        let r = report(&dir, s.name);
+        let r = report(dir.path(), s.name);
         assert!(r["status"]["verdict"].is_string(), "{}", s.name);
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -115,7 +110,7 @@ fn usage_errors_exit_2_and_name_the_problem() {
 fn ctrl_c_mid_testing_removes_toxics_stops_the_lab_and_writes_a_partial_report() {
     let servers: Vec<ToxiproxyServer> = (0..3).map(|_| ToxiproxyServer::start()).collect();
     let urls: Vec<String> = servers.iter().map(ToxiproxyServer::url).collect();
-    let dir = tmpdir("int");
+    let dir = ScratchDir::new("run-int");
     let child = chaoslab()
         .args([
             "run",
@@ -127,7 +122,7 @@ fn ctrl_c_mid_testing_removes_toxics_stops_the_lab_and_writes_a_partial_report()
             "--recovery",
             "60s",
         ])
-        .args(["--concurrency", "8", "--toxiproxy", &urls.join(","), "--report", dir.to_str().unwrap()])
+        .args(["--concurrency", "8", "--toxiproxy", &urls.join(","), "--report", dir.path().to_str().unwrap()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -153,7 +148,7 @@ fn ctrl_c_mid_testing_removes_toxics_stops_the_lab_and_writes_a_partial_report()
         let proxies = rt.block_on(chaoslab_toxiproxy::Client::new(url).unwrap().proxies()).unwrap();
         assert!(proxies.is_empty(), "proxies (and their toxics) left on {url}: {proxies:?}");
     }
-    let r = report(&dir, "multi-failure-2-servers-packet-loss");
+    let r = report(dir.path(), "multi-failure-2-servers-packet-loss");
     assert_eq!(r["status"]["phase"], "Aborted");
     assert_eq!(r["status"]["verdict"], "Inconclusive");
 }
@@ -168,7 +163,7 @@ fn png_info(path: &Path) -> (u32, u32, usize) {
 
 #[test]
 fn the_html_report_renders_its_charts_in_headless_chromium_offline() {
-    let dir = tmpdir("html");
+    let dir = ScratchDir::new("run-html");
     let out = run(&[
         "server-0-latency-500ms",
         "--stabilization",
@@ -180,7 +175,7 @@ fn the_html_report_renders_its_charts_in_headless_chromium_offline() {
         "--concurrency",
         "8",
         "--report",
-        dir.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
     ]);
     assert!(matches!(out.status.code(), Some(0 | 1)));
     let page = dir.join("server-0-latency-500ms.html");

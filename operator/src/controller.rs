@@ -86,13 +86,19 @@ pub async fn run(
     config: Config,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> anyhow::Result<()> {
+    let samplers = Samplers::new(config.sample_interval).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot build the HTTP client that scrapes spec.client.metricsUrl: {e:?} \
+             (the system needs CA certificates, e.g. /etc/ssl/certs/ca-certificates.crt)"
+        )
+    })?;
     let api = api(&client, config.namespace.as_deref());
     let controller = Controller::new(api, watcher::Config::default()).graceful_shutdown_on(shutdown);
     let reporter = Reporter { controller: "chaoslab-operator".into(), instance: std::env::var("POD_NAME").ok() };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
-        samplers: Samplers::new(config.sample_interval),
+        samplers,
         store: controller.store(),
         started: Mutex::new(Vec::new()),
         client,
@@ -107,4 +113,5 @@ pub async fn run(
             }
         })
         .await;
+    Ok(())
 }

@@ -170,11 +170,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         toxiproxy_policy: policy,
     };
     tracing::info!(namespace = config.namespace.as_deref().unwrap_or("(all)"), "watching ChaosScenarios");
-    controller::run(client, config, metrics, stop).await;
+    let result = controller::run(client, config, metrics, stop).await;
     if let Some(e) = &elector {
         e.release().await;
     }
-    Ok(())
+    result
 }
 
 fn hostname() -> String {

@@ -69,14 +69,14 @@ pub struct Samplers {
 }
 
 impl Samplers {
-    pub fn new(interval: Duration) -> Self {
+    /// Fails where no HTTP client can be built, e.g. without CA certificates in the system.
+    pub fn new(interval: Duration) -> Result<Self, reqwest::Error> {
         chaoslab_toxiproxy::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(interval.max(Duration::from_secs(1)))
             .user_agent(concat!("chaoslab-operator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("http client");
-        Self { http, interval, running: Mutex::new(HashMap::new()) }
+            .build()?;
+        Ok(Self { http, interval, running: Mutex::new(HashMap::new()) })
     }
 
     /// The sampler of `uid`, started if needed; an existing one adopts `plan` (aborts, edits).

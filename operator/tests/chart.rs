@@ -17,8 +17,8 @@ use std::{
 
 use chaoslab_core::api::{ChaosScenario, Phase};
 use chaoslab_testenv::{
-    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, helm_bin, namespace, prometheus_bin, ready_pod,
-    run_pod, workspace_bin,
+    ControlPlane, Managed, RedisServer, ScratchDir, ToxiproxyServer, free_port, helm_bin, namespace, prometheus_bin,
+    ready_pod, run_pod, workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
@@ -192,8 +192,7 @@ async fn the_bundled_prometheus_finds_and_scrapes_the_operator_and_the_loadgen()
         sd["kubeconfig_file"] = json!(cp.kubeconfig);
     }
     assert_eq!(config["global"]["scrape_interval"], "5s");
-    let dir = cp.dir.join(format!("prometheus-{ns}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new("chart-prometheus");
     let config = json!({"global": config["global"], "scrape_configs": [job]});
     std::fs::write(dir.join("prometheus.yml"), serde_yaml::to_string(&config).unwrap()).unwrap();
 

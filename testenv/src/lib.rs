@@ -9,6 +9,7 @@ mod kube_fixtures;
 mod ports;
 mod process;
 mod redis;
+mod scratch;
 mod toxiproxy;
 
 pub use bins::{cache_dir, helm_bin, prometheus_bin, redis_server_bin, toxiproxy_server_bin, workspace_bin};
@@ -17,4 +18,5 @@ pub use kube_fixtures::{install_crd, namespace, ready_pod, run_pod};
 pub use ports::{free_port, wait_for_port};
 pub use process::Managed;
 pub use redis::RedisServer;
+pub use scratch::ScratchDir;
 pub use toxiproxy::ToxiproxyServer;
