@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the operator and loadgen images without a container engine or Nix: cargo builds the
 # binaries, this script lays each into a minimal root filesystem (the binary, the shared
-# libraries it links, the CA certificates, a non-root user 65532, /tmp) and writes one image archive per binary that
-# holds both an OCI image layout (index.json) and Docker's manifest.json, the two forms
-# `kind load image-archive` (containerd's import) reads.
+# libraries it links, the CA certificates, a non-root user 65532, /tmp) and writes one image
+# archive per binary holding both an OCI image layout (index.json) and Docker's manifest.json,
+# the two forms `kind load image-archive` (containerd's import) reads.
 #
 #   hack/build-images.sh [--profile release|debug] [--out DIR] [--tag TAG]
 #
