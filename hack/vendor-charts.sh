@@ -6,6 +6,10 @@
 # with the real helm. Run it after changing a pinned commit or a version in Chart.yaml; the
 # result is committed, so installing the chart and the tests need no network.
 set -euo pipefail
+if [ $# -gt 0 ]; then
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+  case "$1" in -h|--help) exit 0 ;; *) echo "vendor-charts: takes no arguments" >&2; exit 2 ;; esac
+fi
 here="$(cd "$(dirname "$0")" && pwd)"
 chart="$here/../charts/chaoslab"
 # prometheus-community/helm-charts at prometheus-29.27.0 (its subcharts from the same commit).

@@ -7,7 +7,8 @@
 # Progress goes to stderr; the summary ("name  path" per present binary) to stdout.
 #
 # Env: KUBE_VERSION (1.36.3), ETCD_VERSION (3.6.16), HELM_VERSION (3.22.0),
-#      KWOK_VERSION (0.8.0), PROMETHEUS_VERSION (3.14.0), CHAOSLAB_CACHE, CHAOSLAB_BUILD_JOBS (go build -p, default 2),
+#      KWOK_VERSION (0.8.0), PROMETHEUS_VERSION (3.14.0), CHAOSLAB_CACHE,
+#      CHAOSLAB_BUILD_JOBS (go build -p, default 2),
 #      CHAOSLAB_BUILD_NICE (niceness of the builds, default 10).
 set -euo pipefail
 shopt -s inherit_errexit  # set -e also inside $(...)
@@ -20,7 +21,7 @@ all="${CHAOSLAB_TESTENV_ALL:-0}"
 for arg in "$@"; do
   case "$arg" in
     --all) all=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "install.sh: unknown argument: $arg (use --all or --help)" >&2; exit 2 ;;
   esac
 done
