@@ -33,17 +33,25 @@ graf="$(moddir "$GRAFANA_MOD")/charts"
 cp -r "$prom/prometheus" "$tmp/prometheus"
 chmod -R u+w "$tmp/prometheus"
 mkdir -p "$tmp/prometheus/charts"
+# Unpacked (helm reads a subchart directory as it reads an archive): a nested archive would carry
+# new timestamps on every run.
 for sub in alertmanager kube-state-metrics prometheus-node-exporter prometheus-pushgateway; do
-  "$helm" package "$prom/$sub" -d "$tmp/prometheus/charts" >/dev/null
+  cp -r "$prom/$sub" "$tmp/prometheus/charts/$sub"
 done
-"$helm" dependency list "$tmp/prometheus" | tee /dev/stderr | awk 'NR>1 && NF && $NF!="ok" {bad=1} END {exit bad}' \
+chmod -R u+w "$tmp/prometheus"
+"$helm" dependency list "$tmp/prometheus" | tee /dev/stderr | awk 'NR>1 && NF && $NF!="unpacked" {bad=1} END {exit bad}' \
   || { echo "vendor-charts: prometheus's subcharts don't match its Chart.yaml" >&2; exit 1; }
 
 mkdir -p "$tmp/out"
 "$helm" package "$tmp/prometheus" -d "$tmp/out" >/dev/null
 "$helm" package "$graf/grafana" -d "$tmp/out" >/dev/null
-# helm package stamps times into the archive: keep an existing archive whose files are the same.
-contents() { tar -xzOf "$1" | sha256sum; }
+# helm package stamps times into the archive and orders subcharts as they load: keep an existing
+# archive whose files are the same.
+contents() {
+  local d; d="$(mktemp -d "$tmp/contents.XXXXXX")"
+  tar -xzf "$1" -C "$d"
+  (cd "$d" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum
+}
 mkdir -p "$chart/charts"
 for old in "$chart"/charts/*.tgz; do
   [ -e "$old" ] && [ ! -e "$tmp/out/$(basename "$old")" ] && rm -f "$old"
