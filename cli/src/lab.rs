@@ -1,17 +1,21 @@
-//! The lab on one machine: three backends, a fault proxy in front of each, the client under test
-//! in-process. Everything it starts it also stops; proxies it created on real toxiproxy-servers
-//! are deleted again.
+//! The lab on one machine: three backends, a fault proxy in front of each, and the client under
+//! test: the built-in one in-process, or a client of the user's own judged through its metrics
+//! URL. Everything it starts it also stops; proxies it created on real toxiproxy-servers are
+//! deleted again.
 
 use std::{net::SocketAddr, process::Stdio, time::Duration};
 
 use anyhow::{Context as _, bail};
-use chaoslab_core::faults::DesiredProxy;
+use chaoslab_core::{
+    client_metrics::{self, Scrape},
+    faults::DesiredProxy,
+};
 use chaoslab_faultproxy::FaultProxy;
 use chaoslab_loadgen::{Config, LoadGenerator, RunHandle, Target};
 use chaoslab_telemetry::ScenarioMetrics;
 use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign, NewProxy};
 use clap::ValueEnum;
-use prometheus::Registry;
+use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::{net::TcpListener, process::Child, sync::oneshot};
 
 pub const SERVERS: usize = 3;
@@ -28,7 +32,22 @@ pub struct LabOptions {
     pub backend: BackendKind,
     /// Real toxiproxy-servers to use instead of the embedded fault proxies (one per server).
     pub toxiproxy: Option<Vec<String>>,
-    pub concurrency: u32,
+    /// Where the proxies listen (one per server); free loopback ports by default.
+    pub listen: Option<Vec<SocketAddr>>,
+    pub client: ClientOptions,
+}
+
+pub enum ClientOptions {
+    /// chaoslab-loadgen in-process with this many workers.
+    BuiltIn { concurrency: u32 },
+    /// A client of the user's own, pointed at the proxies, exporting the metrics contract here.
+    External { metrics_url: String },
+}
+
+/// The client under test, as the experiment reads it.
+pub enum Client {
+    BuiltIn(Box<RunHandle>),
+    External { metrics_url: String, http: reqwest::Client },
 }
 
 /// One server as the experiment sees it.
@@ -36,6 +55,8 @@ pub struct LabServer {
     pub name: String,
     pub toxiproxy: Toxiproxy,
     pub proxy: String,
+    /// The proxy's address: what the client connects to.
+    pub listen: String,
 }
 
 enum Backend {
@@ -54,7 +75,7 @@ pub struct Lab {
     /// The client's metrics and the scenario metrics, as the operator exports them.
     pub registry: Registry,
     pub scenario_metrics: ScenarioMetrics,
-    pub load: RunHandle,
+    pub client: Client,
     backends: Vec<Backend>,
     proxies: Proxies,
 }
@@ -114,7 +135,6 @@ impl Lab {
             Some(urls) => (Proxies::External, urls.clone()),
         };
         let mut servers = Vec::new();
-        let mut listens = Vec::new();
         for (i, (url, upstream)) in admins.iter().zip(&upstreams).enumerate() {
             let toxiproxy = Toxiproxy::new(url).with_context(|| format!("--toxiproxy {url}"))?;
             toxiproxy.version().await.with_context(|| format!("cannot reach the Toxiproxy at {url}"))?;
@@ -124,30 +144,71 @@ impl Lab {
             if toxiproxy.proxy(&proxy).await.is_ok() {
                 toxiproxy.delete_proxy(&proxy).await?;
             }
+            let listen = opts.listen.as_ref().map_or("127.0.0.1:0".to_string(), |l| l[i].to_string());
             let created = toxiproxy
                 .create_proxy(&NewProxy {
                     name: proxy.clone(),
-                    listen: "127.0.0.1:0".into(),
+                    listen: listen.clone(),
                     upstream: upstream.to_string(),
                     enabled: Some(true),
                 })
                 .await
-                .with_context(|| format!("creating proxy {proxy} on {url}"))?;
-            listens.push(created.listen.clone());
-            servers.push(LabServer { name, toxiproxy, proxy });
+                .with_context(|| format!("creating proxy {proxy} listening on {listen} on {url}"))?;
+            servers.push(LabServer { name, toxiproxy, proxy, listen: created.listen });
         }
         let registry = Registry::new();
         let scenario_metrics = ScenarioMetrics::register(&registry)?;
-        let names: Vec<&str> = listens.iter().map(String::as_str).collect();
-        let mut config = Config::new(Target::numbered(&names));
-        config.concurrency = opts.concurrency as usize;
-        let load = LoadGenerator::start(config, &registry).map_err(|e| anyhow::anyhow!("starting the client: {e}"))?;
-        Ok(Lab { servers, registry, scenario_metrics, load, backends, proxies })
+        let client = match &opts.client {
+            ClientOptions::BuiltIn { concurrency } => {
+                let names: Vec<&str> = servers.iter().map(|s| s.listen.as_str()).collect();
+                let mut config = Config::new(Target::numbered(&names));
+                config.concurrency = *concurrency as usize;
+                let load =
+                    LoadGenerator::start(config, &registry).map_err(|e| anyhow::anyhow!("starting the client: {e}"))?;
+                Client::BuiltIn(Box::new(load))
+            }
+            ClientOptions::External { metrics_url } => {
+                chaoslab_toxiproxy::install_crypto_provider();
+                let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+                Client::External { metrics_url: metrics_url.clone(), http }
+            }
+        };
+        Ok(Lab { servers, registry, scenario_metrics, client, backends, proxies })
     }
 
-    /// The client's gauges refreshed, for a scrape.
-    pub fn refresh(&self) {
-        self.load.client().tick();
+    /// The client's metrics now, parsed as the operator parses a scrape: from the built-in client's
+    /// registry, or from the external client's metrics URL.
+    pub async fn client_metrics(&self) -> anyhow::Result<Scrape> {
+        let text = match &self.client {
+            Client::BuiltIn(load) => {
+                load.client().tick();
+                let mut buf = Vec::new();
+                TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+                String::from_utf8_lossy(&buf).into_owned()
+            }
+            Client::External { metrics_url, http } => {
+                let r = http.get(metrics_url).send().await.and_then(|r| r.error_for_status());
+                r.with_context(|| format!("scraping {metrics_url}"))?.text().await?
+            }
+        };
+        Ok(client_metrics::parse(&text)?)
+    }
+
+    /// Waits until the external client's metrics answer with the contract's series for at least one
+    /// server (the built-in client's are there from the start).
+    pub async fn wait_for_client(&self, timeout: Duration) -> anyhow::Result<()> {
+        let t0 = std::time::Instant::now();
+        loop {
+            let last = match self.client_metrics().await {
+                Ok(s) if !s.is_empty() => return Ok(()),
+                Ok(_) => "no chaoslab_client_* series yet".to_string(),
+                Err(e) => format!("{e:#}"),
+            };
+            if t0.elapsed() >= timeout {
+                bail!("the client's metrics did not answer within {timeout:?} (last: {last})");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Every proxy enabled and without toxics (chaoslab's or not).
@@ -160,8 +221,10 @@ impl Lab {
 
     /// Stops the client, removes what the lab created and stops what it started.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.load.stop();
-        let _ = self.load.wait().await;
+        if let Client::BuiltIn(load) = self.client {
+            load.stop();
+            let _ = load.wait().await;
+        }
         let mut first_error = None;
         match self.proxies {
             Proxies::External => {

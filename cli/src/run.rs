@@ -1,6 +1,6 @@
 //! `chaoslab run <scenario|all>`: the whole lab on one machine.
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use chaoslab_core::{
@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use crate::{
     experiment::Experiment,
-    lab::{BackendKind, Lab, LabOptions},
+    lab::{BackendKind, Client, ClientOptions, Lab, LabOptions},
     progress,
     report::{self, PhaseLengths, Report},
 };
@@ -34,9 +34,18 @@ pub struct RunArgs {
     /// Length of the Recovery phase (faults removed).
     #[arg(long, default_value = "60s")]
     recovery: PhaseDuration,
-    /// Concurrent workers of the client under test (closed model).
+    /// Concurrent workers of the built-in client under test (closed model).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     concurrency: u32,
+    /// Judge a client of your own instead of the built-in one: the URL of its metrics (the metrics
+    /// contract). Point the client at the three proxy addresses chaoslab prints (fix them with
+    /// --listen); Stabilization starts once this URL answers (chaoslab waits up to 2 minutes).
+    #[arg(long, value_name = "URL", conflicts_with = "concurrency")]
+    client_metrics: Option<String>,
+    /// Where the three proxies listen (server-0, server-1, server-2), for a client of your own.
+    /// Default: free loopback ports, printed at start.
+    #[arg(long, value_name = "HOST:PORT,HOST:PORT,HOST:PORT", value_delimiter = ',', num_args = 1)]
+    listen: Option<Vec<SocketAddr>>,
     /// Write DIR/<scenario>.json and DIR/<scenario>.html.
     #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
@@ -47,9 +56,10 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = BackendKind::Builtin)]
     backend: BackendKind,
     /// Serve the client's and the scenarios' metrics (the metrics contract) on HOST:PORT while the lab
-    /// runs, for Prometheus and the Grafana dashboard, e.g. 127.0.0.1:9090.
+    /// runs, for Prometheus and the Grafana dashboard, e.g. 127.0.0.1:9090. With --client-metrics,
+    /// only the scenarios' (your client exports its own).
     #[arg(long, value_name = "HOST:PORT")]
-    metrics_addr: Option<std::net::SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 fn scenarios(name: &str) -> Result<Vec<&'static Scenario>, String> {
@@ -84,6 +94,18 @@ pub fn run(args: RunArgs) -> ExitCode {
         eprintln!("chaoslab run: --toxiproxy takes 3 admin URLs (one per server), got {}", urls.len());
         return ExitCode::from(2);
     }
+    if let Some(addrs) = &args.listen
+        && addrs.len() != 3
+    {
+        eprintln!("chaoslab run: --listen takes 3 addresses (server-0, server-1, server-2), got {}", addrs.len());
+        return ExitCode::from(2);
+    }
+    if let Some(url) = &args.client_metrics
+        && !reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        eprintln!("chaoslab run: --client-metrics {url:?} is not an http(s) URL, e.g. http://127.0.0.1:9090/metrics");
+        return ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let r = runtime.block_on(run_all(&args, &chosen));
     // Everything the lab started is stopped by now; don't wait on stray blocking threads.
@@ -99,14 +121,39 @@ pub fn run(args: RunArgs) -> ExitCode {
 
 async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result<ExitCode> {
     let phases = Phases { stabilization: args.stabilization, testing: args.testing, recovery: args.recovery };
-    let opts = LabOptions { backend: args.backend, toxiproxy: args.toxiproxy.clone(), concurrency: args.concurrency };
+    let client = match &args.client_metrics {
+        Some(url) => ClientOptions::External { metrics_url: url.clone() },
+        None => ClientOptions::BuiltIn { concurrency: args.concurrency },
+    };
+    let opts =
+        LabOptions { backend: args.backend, toxiproxy: args.toxiproxy.clone(), listen: args.listen.clone(), client };
     eprintln!(
-        "chaoslab: starting the lab (3 {:?} backends, {} fault proxies, {} workers)...",
+        "chaoslab: starting the lab (3 {:?} backends, {} fault proxies, {})...",
         args.backend,
         if args.toxiproxy.is_some() { "real Toxiproxy" } else { "embedded" },
-        args.concurrency
+        match &args.client_metrics {
+            Some(url) => format!("your client, metrics at {url}"),
+            None => format!("the built-in client with {} workers", args.concurrency),
+        }
     );
     let lab = Lab::start(&opts).await?;
+    if args.client_metrics.is_some() || args.listen.is_some() {
+        eprintln!("chaoslab: the servers, through their fault proxies:");
+        for s in &lab.servers {
+            eprintln!("  {}  {}", s.name, s.listen);
+        }
+    }
+    if let Some(url) = &args.client_metrics {
+        eprintln!("chaoslab: waiting for your client's metrics at {url} (up to 2 min; Ctrl-C to stop)...");
+        let waited = tokio::select! {
+            r = lab.wait_for_client(Duration::from_secs(120)) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted while waiting for the client")),
+        };
+        if let Err(e) = waited {
+            let _ = lab.shutdown().await;
+            return Err(e);
+        }
+    }
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = args.metrics_addr {
         let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -116,12 +163,14 @@ async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result
                 anyhow::bail!("--metrics-addr {addr}: {e}");
             }
         };
-        let client = lab.load.client().clone();
-        let endpoints = chaoslab_telemetry::Endpoints {
-            registry: lab.registry.clone(),
-            before_scrape: Some(std::sync::Arc::new(move || client.tick())),
-            ready: None,
+        let before_scrape: Option<std::sync::Arc<dyn Fn() + Send + Sync>> = match &lab.client {
+            Client::BuiltIn(load) => {
+                let client = load.client().clone();
+                Some(std::sync::Arc::new(move || client.tick()))
+            }
+            Client::External { .. } => None,
         };
+        let endpoints = chaoslab_telemetry::Endpoints { registry: lab.registry.clone(), before_scrape, ready: None };
         eprintln!("chaoslab: metrics on http://{addr}/metrics");
         tokio::spawn(chaoslab_telemetry::serve(listener, endpoints, async {
             let _ = metrics_stopped.await;

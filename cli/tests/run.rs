@@ -1,5 +1,6 @@
 //! `chaoslab run` as a user runs it: the real binary, short phases, the embedded fault proxies or
-//! real toxiproxy-servers, its exit status, its reports, and Ctrl-C.
+//! real toxiproxy-servers, the built-in client or one of the user's own, its exit status, its
+//! reports, and Ctrl-C.
 
 use std::{
     path::Path,
@@ -7,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chaoslab_testenv::{ScratchDir, ToxiproxyServer};
+use chaoslab_testenv::{Managed, ScratchDir, ToxiproxyServer, free_port, wait_for_port, workspace_bin};
 use serde_json::Value;
 
 fn chaoslab() -> Command {
@@ -104,6 +105,56 @@ fn usage_errors_exit_2_and_name_the_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--testing"), "the flag is named");
     let out = run(&["all", "--toxiproxy", "http://127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(2));
+    for (args, named) in [
+        (&["all", "--listen", "127.0.0.1:1,127.0.0.1:2"][..], "--listen"),
+        (&["all", "--client-metrics", "127.0.0.1:9090/metrics"][..], "--client-metrics"),
+        (&["all", "--client-metrics", "http://127.0.0.1:1/metrics", "--concurrency", "5"][..], "--concurrency"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(named), "{args:?}: {named} is named");
+    }
+}
+
+#[test]
+fn a_client_of_your_own_is_judged_through_its_metrics_url() {
+    // The real chaoslab-loadgen stands in for the user's client: started on its own, pointed at the
+    // addresses given with --listen, judged only through its /metrics.
+    let listen: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let dir = ScratchDir::new("run-own");
+    let lab = chaoslab()
+        .args(["run", "multi-failure-2-servers-packet-loss", "--stabilization", "4s", "--testing", "8s"])
+        .args(["--recovery", "12s", "--listen", &listen.join(",")])
+        .args(["--client-metrics", &format!("http://{metrics}/metrics"), "--report", dir.path().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for addr in &listen {
+        assert!(wait_for_port(addr.parse().unwrap(), Duration::from_secs(20)), "no proxy listening on {addr}");
+    }
+    let mut client = Command::new(workspace_bin("chaoslab-loadgen"));
+    client
+        .args(["--targets", &listen.join(","), "--concurrency", "16", "--max-procs", "2", "--duration", "60s"])
+        .args(["--metrics-addr", &metrics]);
+    let _client = Managed::spawn("own-client", client);
+
+    let out = lab.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("verdict: Passed"), "{stdout}");
+    for (i, addr) in listen.iter().enumerate() {
+        assert!(stderr.contains(&format!("server-{i}  {addr}")), "the addresses are printed: {stderr}");
+    }
+    let r = report(dir.path(), "multi-failure-2-servers-packet-loss");
+    let last = r["series"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["servers"].as_array().unwrap().len(), 3, "the report's series come from the client's metrics");
+    // The lab stopped: nothing listens on the proxy addresses any more.
+    for addr in &listen {
+        assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still listening");
+    }
 }
 
 #[test]
