@@ -21,7 +21,10 @@ use chaoslab_testenv::{
     ready_pod, run_pod, workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
-use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use k8s_openapi::{
+    api::rbac::v1::{ClusterRole, Role},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
 use kube::{Api, api::PostParams};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -394,4 +397,20 @@ async fn the_installed_chart_lets_the_operator_run_a_scenario_with_exactly_the_r
         .filter(|g| !used.contains(*g) && **g != ("events.k8s.io".into(), "events".into(), "patch".into()))
         .collect();
     assert!(unused.is_empty(), "granted but not used: {unused:?}; used: {used:?}");
+
+    // The release's lifecycle keeps the CRD and so every scenario and its verdict: an upgrade
+    // re-applies the CRD, an uninstall leaves it.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd_name = "chaosscenarios.chaoslab.dev";
+    helm(&["upgrade", "chaoslab", chart().to_str().unwrap(), "--namespace", &ns, "--set", "loadgen.concurrency=200"]);
+    let crd = crds.get(crd_name).await.unwrap();
+    assert_eq!(crd.metadata.labels.unwrap()["app.kubernetes.io/managed-by"], "Helm");
+    let kept = api.get("rbac").await.expect("the scenario survives helm upgrade");
+    assert_eq!(kept.status.unwrap().phase, Some(Phase::Completed));
+    let out = helm(&["uninstall", "chaoslab", "--namespace", &ns]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kept due to the resource policy"), "helm says what it kept");
+    assert!(crds.get(crd_name).await.is_ok(), "helm uninstall left the CRD");
+    assert!(api.get("rbac").await.is_ok(), "helm uninstall left the scenarios");
+    let role = role.get_opt("chaoslab-operator-leader").await.unwrap();
+    assert!(role.is_none(), "the rest of the release is gone");
 }
