@@ -120,7 +120,10 @@ fn usage_errors_exit_2_and_name_the_problem() {
 fn a_client_of_your_own_is_judged_through_its_metrics_url() {
     // The real chaoslab-loadgen stands in for the user's client: started on its own, pointed at the
     // addresses given with --listen, judged only through its /metrics.
-    let listen: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    // Its own loopback address: the check that nothing listens at the end must not meet a listener
+    // another test bound on 127.0.0.1:0 after the lab freed the port.
+    let ip = format!("127.4.{}.1", std::process::id() % 250);
+    let listen: Vec<String> = (0..3).map(|_| format!("{ip}:{}", free_port())).collect();
     let metrics = format!("127.0.0.1:{}", free_port());
     let dir = ScratchDir::new("run-own");
     let lab = chaoslab()

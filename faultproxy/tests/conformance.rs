@@ -61,10 +61,15 @@ struct Lab {
 }
 
 async fn lab(kind: Kind) -> Lab {
+    lab_at(kind, [127, 0, 0, 1]).await
+}
+
+/// The proxy listening on `ip` (any of 127.0.0.0/8).
+async fn lab_at(kind: Kind, ip: [u8; 4]) -> Lab {
     let redis = RedisServer::start();
     let server = Server::start(kind).await;
     let client = Client::new(&server.url).unwrap();
-    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let listen: SocketAddr = (ip, free_port()).into();
     let p = client
         .create_proxy(&NewProxy {
             name: "backend".into(),
@@ -388,7 +393,9 @@ async fn toxics_apply_to_existing_connections(kind: Kind) {
 }
 
 async fn down_refuses_and_closes_existing_connections(kind: Kind) {
-    let lab = lab(kind).await;
+    // Its own loopback address: once disabled, the port is free, and a listener another test binds
+    // on 127.0.0.1:0 could take it and accept.
+    let lab = lab_at(kind, [127, 3, (std::process::id() % 250) as u8, 1 + kind as u8]).await;
     let mut existing = connect(lab.listen).await.unwrap();
     ping(&mut existing, Duration::from_secs(2)).await.unwrap();
     lab.client.converge("backend", &DesiredProxy { enabled: false, toxics: vec![] }, Foreign::Keep).await.unwrap();
@@ -736,7 +743,9 @@ async fn mixed_case_streams_are_accepted_and_shown_lowercase() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_every_listener_and_connection() {
     let redis = RedisServer::start();
-    let fp = FaultProxy::start("127.0.0.1:0").await.unwrap();
+    // Its own loopback address, so that no listener of another test takes a freed port.
+    let ip = format!("127.3.{}.9", std::process::id() % 250);
+    let fp = FaultProxy::start(&format!("{ip}:0")).await.unwrap();
     let admin = fp.addr();
     let client = Client::new(&fp.url()).unwrap();
     let mut listens = Vec::new();
@@ -744,7 +753,7 @@ async fn shutdown_closes_every_listener_and_connection() {
         let p = client
             .create_proxy(&NewProxy {
                 name: name.into(),
-                listen: "127.0.0.1:0".into(),
+                listen: format!("{ip}:0"),
                 upstream: redis.addr(),
                 enabled: None,
             })

@@ -25,10 +25,15 @@ struct Lab {
 
 /// redis-server behind a proxy named "backend".
 async fn lab() -> Lab {
+    lab_at([127, 0, 0, 1]).await
+}
+
+/// The proxy listening on `ip` (any of 127.0.0.0/8).
+async fn lab_at(ip: [u8; 4]) -> Lab {
     let redis = RedisServer::start();
     let toxiproxy = ToxiproxyServer::start();
     let client = Client::new(&toxiproxy.url()).unwrap();
-    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let listen: SocketAddr = (ip, free_port()).into();
     let proxy = client
         .create_proxy(&NewProxy {
             name: "backend".into(),
@@ -242,7 +247,9 @@ async fn latency_adds_about_the_configured_delay_to_a_round_trip() {
 
 #[tokio::test]
 async fn down_refuses_connections_and_up_accepts_again() {
-    let lab = lab().await;
+    // Its own loopback address: once disabled, the port is free, and a listener another test binds
+    // on 127.0.0.1:0 could take it and accept.
+    let lab = lab_at([127, 3, (std::process::id() % 250) as u8, 20]).await;
     lab.client.converge("backend", &DesiredProxy { enabled: false, toxics: vec![] }, Foreign::Keep).await.unwrap();
     let err = connect(lab.listen).expect_err("a disabled proxy refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
