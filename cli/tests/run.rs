@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chaoslab_testenv::{Managed, ScratchDir, ToxiproxyServer, free_port, wait_for_port, workspace_bin};
+use chaoslab_testenv::{Managed, ScratchDir, ToxiproxyServer, free_port, loopback_ip, wait_for_port, workspace_bin};
 use serde_json::Value;
 
 fn chaoslab() -> Command {
@@ -122,7 +122,7 @@ fn a_client_of_your_own_is_judged_through_its_metrics_url() {
     // addresses given with --listen, judged only through its /metrics.
     // Its own loopback address: the check that nothing listens at the end must not meet a listener
     // another test bound on 127.0.0.1:0 after the lab freed the port.
-    let ip = format!("127.4.{}.1", std::process::id() % 250);
+    let ip = loopback_ip();
     let listen: Vec<String> = (0..3).map(|_| format!("{ip}:{}", free_port())).collect();
     let metrics = format!("127.0.0.1:{}", free_port());
     let dir = ScratchDir::new("run-own");

@@ -4,7 +4,7 @@
 //! request. Deliberate differences are listed in faultproxy/README.md and named where they are allowed.
 
 use std::{
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -14,7 +14,7 @@ use chaoslab_core::{
     toxic::{Stream, Toxic, ToxicType},
 };
 use chaoslab_faultproxy::FaultProxy;
-use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port};
+use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port, loopback_ip};
 use chaoslab_toxiproxy::{Client, Error, Foreign, NewProxy};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -61,11 +61,11 @@ struct Lab {
 }
 
 async fn lab(kind: Kind) -> Lab {
-    lab_at(kind, [127, 0, 0, 1]).await
+    lab_at(kind, Ipv4Addr::LOCALHOST).await
 }
 
 /// The proxy listening on `ip` (any of 127.0.0.0/8).
-async fn lab_at(kind: Kind, ip: [u8; 4]) -> Lab {
+async fn lab_at(kind: Kind, ip: Ipv4Addr) -> Lab {
     let redis = RedisServer::start();
     let server = Server::start(kind).await;
     let client = Client::new(&server.url).unwrap();
@@ -395,7 +395,7 @@ async fn toxics_apply_to_existing_connections(kind: Kind) {
 async fn down_refuses_and_closes_existing_connections(kind: Kind) {
     // Its own loopback address: once disabled, the port is free, and a listener another test binds
     // on 127.0.0.1:0 could take it and accept.
-    let lab = lab_at(kind, [127, 3, (std::process::id() % 250) as u8, 1 + kind as u8]).await;
+    let lab = lab_at(kind, loopback_ip()).await;
     let mut existing = connect(lab.listen).await.unwrap();
     ping(&mut existing, Duration::from_secs(2)).await.unwrap();
     lab.client.converge("backend", &DesiredProxy { enabled: false, toxics: vec![] }, Foreign::Keep).await.unwrap();
@@ -744,7 +744,7 @@ async fn mixed_case_streams_are_accepted_and_shown_lowercase() {
 async fn shutdown_closes_every_listener_and_connection() {
     let redis = RedisServer::start();
     // Its own loopback address, so that no listener of another test takes a freed port.
-    let ip = format!("127.3.{}.9", std::process::id() % 250);
+    let ip = loopback_ip();
     let fp = FaultProxy::start(&format!("{ip}:0")).await.unwrap();
     let admin = fp.addr();
     let client = Client::new(&fp.url()).unwrap();

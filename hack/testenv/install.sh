@@ -88,6 +88,13 @@ tidy() {
   fi
 }
 
+# $1: a go.mod. Prints, tab-indented for a replace block, each of its replace directives that
+# points at a published module version (not a local path): they apply to a helper module too.
+published_replaces() {
+  awk '/^replace[[:space:]]*\(/{b=1;next} b&&/^\)/{b=0} b{print} /^replace[[:space:]]+[^(]/{sub(/^replace[[:space:]]+/,"");print}' "$1" \
+    | grep '=>' | grep -v '=>[[:space:]]*\.' | sed 's/^[[:space:]]*/\t/' || true
+}
+
 # ---- helper module for k8s.io/kubernetes ------------------------------------------
 # k8s.io/kubernetes points every staging module at ./staging/src/... (kubernetes#79384);
 # the helper module requires it and replaces each staging module with its published
@@ -121,8 +128,7 @@ kube_module() {
     # "k8s.io/X => ./staging/src/k8s.io/X" (in a replace block or a single replace line)
     sed -n 's#^\(replace\)\{0,1\}[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/src/.*#\t\2 => \2 v'"$staging_version"'#p' "$upstream"
     # Any other replace that points at a published version applies to us too.
-    awk '/^replace[[:space:]]*\(/{b=1;next} b&&/^\)/{b=0} b{print} /^replace[[:space:]]+[^(]/{sub(/^replace[[:space:]]+/,"");print}' "$upstream" \
-      | grep '=>' | grep -v '=>[[:space:]]*\.' | sed 's/^[[:space:]]*/\t/' || true
+    published_replaces "$upstream"
     echo ")"
   } >"$dir/go.mod"
   local n
@@ -219,8 +225,7 @@ build_prometheus() {
       echo "require github.com/prometheus/prometheus $modver"
       echo
       echo "replace ("
-      awk '/^replace[[:space:]]*\(/{b=1;next} b&&/^\)/{b=0} b{print} /^replace[[:space:]]+[^(]/{sub(/^replace[[:space:]]+/,"");print}' "$upstream" \
-        | grep '=>' | grep -v '=>[[:space:]]*\.' | sed 's/^[[:space:]]*/\t/' || true
+      published_replaces "$upstream"
       echo ")"
     } >"$dir/go.mod"
     tidy "$dir" "prometheus-v$PROMETHEUS_VERSION"

@@ -164,17 +164,23 @@ async fn with_every_breaker_open_requests_fail_fast_as_rejected_without_spinning
     assert!(summary.rejected < 2000, "workers back off: {text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeouts_never_return_connections_to_the_pool() {
-    // Accepts and never answers: every request times out.
+/// A server that accepts connections and never answers; its address.
+async fn silent_server() -> String {
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_addr = silent.local_addr().unwrap().to_string();
+    let addr = silent.local_addr().unwrap().to_string();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((s, _)) = silent.accept().await {
             held.push(s);
         }
     });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_never_return_connections_to_the_pool() {
+    // Accepts and never answers: every request times out.
+    let silent_addr = silent_server().await;
     let mut c = config(&[&silent_addr]);
     c.pool_size = Some(3);
     c.timeout = Duration::from_millis(100);
@@ -212,14 +218,7 @@ async fn the_open_model_holds_its_rate_and_counts_missed_sends() {
 
     // A server that never answers, one request in flight at most: nearly every send is missed,
     // and latency is counted from the scheduled time.
-    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_addr = silent.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = silent.accept().await {
-            held.push(s);
-        }
-    });
+    let silent_addr = silent_server().await;
     let mut c = config(&[&silent_addr]);
     c.rate = Some(200.0);
     c.concurrency = 1;

@@ -9,7 +9,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
     path::PathBuf,
     process::{Command, Output},
     time::{Duration, Instant},
@@ -17,8 +16,8 @@ use std::{
 
 use chaoslab_core::api::{ChaosScenario, Phase};
 use chaoslab_testenv::{
-    ControlPlane, Managed, RedisServer, ScratchDir, ToxiproxyServer, free_port, helm_bin, namespace, prometheus_bin,
-    ready_pod, run_pod, workspace_bin,
+    ControlPlane, Managed, RedisServer, ScratchDir, ToxiproxyServer, free_port, helm_bin, loopback_ip, namespace,
+    prometheus_bin, ready_pod, repo_root, run_pod, workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use k8s_openapi::{
@@ -30,15 +29,20 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 fn chart() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/chaoslab"))
+    repo_root().join("charts/chaoslab")
+}
+
+/// What `helm template` prints, with `--set` for each of `sets`.
+fn template(release: &str, ns: &str, sets: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec!["template", release, chart.to_str().unwrap(), "--namespace", ns];
+    args.extend(sets.iter().flat_map(|s| ["--set", *s]));
+    String::from_utf8(helm(&args).stdout).unwrap()
 }
 
 /// The documents `helm template` renders, as JSON values.
 fn render(release: &str, ns: &str, sets: &[&str]) -> Vec<Value> {
-    let chart = chart();
-    let mut args = vec!["template", release, chart.to_str().unwrap(), "--namespace", ns];
-    args.extend(sets.iter().flat_map(|s| ["--set", *s]));
-    let out = String::from_utf8(helm(&args).stdout).unwrap();
+    let out = template(release, ns, sets);
     serde_yaml::Deserializer::from_str(&out).map(|d| Value::deserialize(d).unwrap()).filter(|v| !v.is_null()).collect()
 }
 
@@ -100,7 +104,7 @@ async fn rendered_manifests_apply_with_dry_run_server_under_the_restricted_pod_s
         None,
     );
     assert!(ok, "{stderr}");
-    let other: Vec<&str> = [
+    let other = [
         "operator.watchNamespace=team-a",
         "operator.leaderElection=false",
         "loadgen.enabled=false",
@@ -110,15 +114,9 @@ async fn rendered_manifests_apply_with_dry_run_server_under_the_restricted_pod_s
         "grafana.enabled=false",
         "backends.replicas=5",
         "loadgen.concurrency=1000",
-    ]
-    .iter()
-    .flat_map(|s| ["--set", s])
-    .collect();
-    let chart = chart();
-    for (values, monitoring) in [(vec![], true), (other, false)] {
-        let mut args = vec!["template", "chaoslab", chart.to_str().unwrap(), "--namespace", &ns];
-        args.extend(values.iter().copied());
-        let manifests = String::from_utf8(helm(&args).stdout).unwrap();
+    ];
+    for (values, monitoring) in [(&[][..], true), (&other[..], false)] {
+        let manifests = template("chaoslab", &ns, values);
         assert!(manifests.contains("kind: CustomResourceDefinition") && manifests.contains("kind: StatefulSet"));
         assert_eq!(manifests.contains("name: chaoslab-prometheus-server\n"), monitoring, "{values:?}");
         assert_eq!(manifests.contains("name: chaoslab-grafana\n"), monitoring, "{values:?}");
@@ -132,7 +130,7 @@ async fn rendered_manifests_apply_with_dry_run_server_under_the_restricted_pod_s
 
 #[test]
 fn grafana_is_provisioned_with_the_bundled_prometheus_and_the_chaoslab_dashboard() {
-    let dashboard = std::fs::read_to_string(chart().join("../../dashboards/chaoslab.json")).unwrap();
+    let dashboard = std::fs::read_to_string(repo_root().join("dashboards/chaoslab.json")).unwrap();
     // The Prometheus server's Service name depends on the release name (the prometheus chart shortens
     // it when the release already says "prometheus"); the datasource must follow it either way.
     for release in ["chaoslab", "my-prometheus"] {
@@ -203,9 +201,9 @@ async fn the_bundled_prometheus_finds_and_scrapes_the_operator_and_the_loadgen()
     // the real binary listens on the port the pod's annotation names.
     let redis = RedisServer::start();
     let mut procs = Vec::new();
-    for (i, component) in ["operator", "loadgen"].into_iter().enumerate() {
+    for component in ["operator", "loadgen"] {
         let template = &object(&docs, "Deployment", &format!("chaoslab-{component}"))["spec"]["template"];
-        let ip = Ipv4Addr::new(127, 0, (std::process::id() % 200 + 20) as u8, 100 + i as u8);
+        let ip = loopback_ip();
         let port = template["metadata"]["annotations"]["prometheus.io/port"].as_str().unwrap();
         let addr = format!("{ip}:{port}");
         let mut cmd = Command::new(workspace_bin(&format!("chaoslab-{component}")));
@@ -326,7 +324,7 @@ async fn the_installed_chart_lets_the_operator_run_a_scenario_with_exactly_the_r
     let mut keep = Vec::new();
     for i in 0..3 {
         let redis = RedisServer::start();
-        let ip = Ipv4Addr::new(127, 0, (std::process::id() % 200 + 20) as u8, 200 + i);
+        let ip = loopback_ip();
         let tp = ToxiproxyServer::start_at(ip, admin);
         Toxiproxy::new(&tp.url())
             .unwrap()

@@ -4,9 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
     process::Command,
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -15,7 +13,8 @@ use chaoslab_core::{
     faults::owner_of,
 };
 use chaoslab_testenv::{
-    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, install_crd, namespace, ready_pod, workspace_bin,
+    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, install_crd, loopback_ip, namespace, ready_pod,
+    workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use kube::{
@@ -40,18 +39,11 @@ impl Backend {
     }
 }
 
-/// A loopback address no other test in this binary uses: 127.0.<pid-based>.<n>.
-fn pod_ip() -> Ipv4Addr {
-    static N: AtomicU32 = AtomicU32::new(10);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    Ipv4Addr::new(127, 0, (std::process::id() % 200 + 20) as u8, (n % 240 + 10) as u8)
-}
-
 async fn backends(client: &Client, ns: &str, n: usize, admin_port: u16) -> Vec<Backend> {
     let mut out = Vec::new();
     for i in 0..n {
         let redis = RedisServer::start();
-        let ip = pod_ip();
+        let ip = loopback_ip();
         let toxiproxy = ToxiproxyServer::start_at(ip, admin_port);
         let listen = format!("127.0.0.1:{}", free_port());
         Toxiproxy::new(&toxiproxy.url())

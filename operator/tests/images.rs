@@ -10,14 +10,10 @@ use std::{
 };
 
 use chaoslab_core::api::crd_yaml;
-use chaoslab_testenv::{ControlPlane, Managed, RedisServer, ScratchDir, free_port, install_crd};
+use chaoslab_testenv::{ControlPlane, Managed, RedisServer, ScratchDir, free_port, install_crd, repo_root};
 use serde_json::Value;
 
 const TAG: &str = env!("CARGO_PKG_VERSION");
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
 
 /// Both archives, from the binaries this test run built (debug profile).
 fn build_images(out: &Path) -> (PathBuf, PathBuf) {
@@ -78,13 +74,14 @@ impl Containerd {
 
     /// What kind's `load image-archive` runs on its node.
     fn import(&self, archive: &Path) {
-        let o = Command::new("ctr")
-            .arg("--address")
-            .arg(self.dir.join("containerd.sock"))
-            .args(["--namespace=k8s.io", "images", "import", "--all-platforms", "--digests", "--snapshotter=native"])
-            .arg(archive)
-            .output()
-            .unwrap();
+        let o = self.ctr(&[
+            "images",
+            "import",
+            "--all-platforms",
+            "--digests",
+            "--snapshotter=native",
+            archive.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "import {}: {}", archive.display(), String::from_utf8_lossy(&o.stderr));
     }
 

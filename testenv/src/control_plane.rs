@@ -20,7 +20,8 @@ pub struct ControlPlane {
     pub startup: std::time::Duration,
 }
 
-fn repo_root() -> PathBuf {
+/// The workspace's root directory (where `hack/`, `charts/` and the crates are).
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testenv lives in the workspace").to_path_buf()
 }
 

@@ -13,9 +13,9 @@ mod scratch;
 mod toxiproxy;
 
 pub use bins::{cache_dir, helm_bin, prometheus_bin, redis_server_bin, toxiproxy_server_bin, workspace_bin};
-pub use control_plane::ControlPlane;
+pub use control_plane::{ControlPlane, repo_root};
 pub use kube_fixtures::{install_crd, namespace, ready_pod, run_pod};
-pub use ports::{free_port, wait_for_port};
+pub use ports::{free_port, loopback_ip, wait_for_port};
 pub use process::Managed;
 pub use redis::RedisServer;
 pub use scratch::ScratchDir;

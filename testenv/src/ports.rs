@@ -1,7 +1,10 @@
 use std::{
     collections::HashSet,
-    net::{SocketAddr, TcpListener, TcpStream},
-    sync::Mutex,
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -17,6 +20,16 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// A loopback address (127.<pid-based>.x.y, never 127.0.0.1) that this process has not handed out
+/// before: a test whose check is that a freed port refuses, or that needs a fixed port on several
+/// "hosts" (pod IPs), gets an address no listener of another test binds.
+pub fn loopback_ip() -> Ipv4Addr {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let second = (std::process::id() % 200 + 20) as u8;
+    Ipv4Addr::new(127, second, (n / 240) as u8, (n % 240 + 10) as u8)
 }
 
 /// Waits until something accepts on `addr`; false after `timeout`.

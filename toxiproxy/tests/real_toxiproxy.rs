@@ -2,7 +2,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
@@ -11,7 +11,7 @@ use chaoslab_core::{
     faults::{DesiredProxy, desired_for},
     toxic::{Stream, Toxic, ToxicType},
 };
-use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port};
+use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port, loopback_ip};
 use chaoslab_toxiproxy::{Client, Error, Foreign, NewProxy, RetryPolicy};
 
 const OWNER: &str = "t35t0wnr";
@@ -25,11 +25,11 @@ struct Lab {
 
 /// redis-server behind a proxy named "backend".
 async fn lab() -> Lab {
-    lab_at([127, 0, 0, 1]).await
+    lab_at(Ipv4Addr::LOCALHOST).await
 }
 
 /// The proxy listening on `ip` (any of 127.0.0.0/8).
-async fn lab_at(ip: [u8; 4]) -> Lab {
+async fn lab_at(ip: Ipv4Addr) -> Lab {
     let redis = RedisServer::start();
     let toxiproxy = ToxiproxyServer::start();
     let client = Client::new(&toxiproxy.url()).unwrap();
@@ -249,7 +249,7 @@ async fn latency_adds_about_the_configured_delay_to_a_round_trip() {
 async fn down_refuses_connections_and_up_accepts_again() {
     // Its own loopback address: once disabled, the port is free, and a listener another test binds
     // on 127.0.0.1:0 could take it and accept.
-    let lab = lab_at([127, 3, (std::process::id() % 250) as u8, 20]).await;
+    let lab = lab_at(loopback_ip()).await;
     lab.client.converge("backend", &DesiredProxy { enabled: false, toxics: vec![] }, Foreign::Keep).await.unwrap();
     let err = connect(lab.listen).expect_err("a disabled proxy refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
