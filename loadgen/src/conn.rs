@@ -51,6 +51,16 @@ impl Conn {
         }
     }
 
+    /// Whether an idle connection can be reused: the server has not closed it (nor sent anything
+    /// unasked). Servers and proxies close idle connections — Toxiproxy closes every connection
+    /// when a timeout toxic is removed — and the next request on one would fail for nothing.
+    /// A non-blocking peek at the socket itself, not tokio's cached readiness.
+    pub fn is_open(&self) -> bool {
+        let mut probe = [std::mem::MaybeUninit::uninit(); 1];
+        let peeked = socket2::SockRef::from(&self.stream).peek(&mut probe);
+        matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     /// Whether bytes are waiting that no request asked for (a reply that arrived too late, or a
     /// server that talks out of turn): such a connection must not be reused.
     pub fn has_unread(&self) -> bool {
