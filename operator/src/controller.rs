@@ -60,6 +60,8 @@ pub fn api(client: &Client, namespace: Option<&str>) -> Api<ChaosScenario> {
 
 async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_duration.start_timer();
+    let key = reconcile::scenario_key(&obj);
+    tracing::debug!(scenario = %key, "reconciling");
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ChaosScenario> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
@@ -70,7 +72,8 @@ async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    timer.observe_duration();
+    let took = timer.stop_and_record();
+    tracing::debug!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), "reconciled");
     ctx.metrics.reconciles.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
     result
 }

@@ -14,7 +14,7 @@ use chaoslab_core::{
 };
 use chaoslab_testenv::{
     ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, install_crd, loopback_ip, namespace, ready_pod,
-    workspace_bin,
+    wait_for_port, workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use kube::{
@@ -69,19 +69,26 @@ fn operator(ns: &str) -> Managed {
     cmd.args(["run", "--namespace", ns, "--metrics-addr", &format!("127.0.0.1:{}", free_port())])
         .args(["--sample-interval", "500ms", "--toxiproxy-timeout", "2s"])
         .env("KUBECONFIG", &cp.kubeconfig)
-        .env("RUST_LOG", "info,kube=warn");
+        .env("RUST_LOG", "info,kube=warn,chaoslab_operator=debug,chaoslab_toxiproxy=debug");
     Managed::spawn(&format!("operator-{ns}"), cmd)
 }
 
-/// The real chaoslab-loadgen binary, bounded to 90 s, exporting metrics on a free port.
+/// The real chaoslab-loadgen binary, bounded to 90 s, exporting metrics on a free port. At a fixed
+/// rate (open model): closed-loop workers at full speed in every test running in parallel starved
+/// the operators and the apiserver on two cores (reconciles of 2 s and 15 s, phases applied late).
+/// 1500 ops/s still gives each server hundreds of calls per breaker window.
 fn loadgen(backends: &[Backend]) -> (Managed, String) {
     let bin = workspace_bin("chaoslab-loadgen");
     let port = free_port();
     let targets: Vec<&str> = backends.iter().map(|b| b.listen.as_str()).collect();
     let mut cmd = Command::new(bin);
-    cmd.args(["--targets", &targets.join(","), "--concurrency", "16", "--max-procs", "2", "--duration", "90s"])
+    cmd.args(["--targets", &targets.join(","), "--rate", "1500", "--concurrency", "16", "--max-procs", "2"])
+        .args(["--duration", "90s"])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
-    (Managed::spawn("loadgen", cmd), format!("http://127.0.0.1:{port}/metrics"))
+    let lg = Managed::spawn("loadgen", cmd);
+    // Up before a scenario starts, so that the operator observes Stabilization from its start.
+    assert!(wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10)), "loadgen:\n{}", lg.log_tail());
+    (lg, format!("http://127.0.0.1:{port}/metrics"))
 }
 
 fn scenario(
@@ -154,9 +161,12 @@ async fn run_to_verdict(template: &str) {
     let (client, ns, api) = setup("e2e").await;
     let admin = free_port();
     let backends = backends(&client, &ns, 3, admin).await;
-    let (_loadgen, metrics) = loadgen(&backends);
-    let _op = operator(&ns);
-    api.create(&PostParams::default(), &scenario("run", template, admin, Some(&metrics), ("5s", "10s", "10s")))
+    let (loadgen, metrics) = loadgen(&backends);
+    let op = operator(&ns);
+    // Recovery holds two half-open attempts of the client's breakers (--wait-in-open 5 s): the breakers
+    // of a faulted server last reopen late in Testing, and one attempt disturbed by a busy machine
+    // (trials slow or failed) must not decide the verdict; the lab's default Recovery is 60 s.
+    api.create(&PostParams::default(), &scenario("run", template, admin, Some(&metrics), ("5s", "10s", "15s")))
         .await
         .unwrap();
 
@@ -171,12 +181,17 @@ async fn run_to_verdict(template: &str) {
     assert_eq!(st.phase, Some(Phase::Completed), "{:#?}", st.message);
     assert!(st.checks.len() >= 6, "every check recorded: {:#?}", st.checks);
     assert!(st.checks.iter().all(|c| !c.expected.is_empty() && !c.observed.is_empty()));
+    // On failure: when each phase was applied (the timeline, the operator's log) against what the
+    // client saw (observations, its log).
     assert_eq!(
         st.verdict,
         Some(Verdict::Passed),
-        "{:#?}\n{}",
+        "{:#?}\n{}\ntimeline: {:?}\noperator:\n{}\nloadgen:\n{}",
         st.checks,
-        serde_json::to_string_pretty(&st.observations).unwrap()
+        serde_json::to_string_pretty(&st.observations).unwrap(),
+        st.timeline,
+        std::fs::read_to_string(&op.log).unwrap_or_default(),
+        loadgen.log_tail()
     );
     assert_eq!(st.timeline.len(), 3);
     assert_eq!(st.observations.len(), 3, "one observation per phase");
