@@ -252,6 +252,13 @@ fn traffic_shifts_away(ctx: &Ctx, degraded: &[&String]) -> Check {
         return inconclusive(NAME, DESC, expected, "Stabilization or Testing was not observed");
     };
     match (share(st, &list, false), share(t, &list, true)) {
+        // Nothing to lose: "0 ≤ 0 × SHIFT" would pass without any traffic having shifted.
+        (Some(0.0), _) => inconclusive(
+            NAME,
+            DESC,
+            expected,
+            &format!("{} had no successful requests in Stabilization", list.join(", ")),
+        ),
         (Some(before), Some(after)) => check(
             NAME,
             DESC,
@@ -469,6 +476,19 @@ mod tests {
         }
         let (checks, _) = evaluate(&[latency(0, 500), latency(1, 500)], &names(), &run);
         assert_eq!(get(&checks, "traffic-shifts-away").passed, Some(false));
+    }
+
+    #[test]
+    fn no_stabilization_traffic_on_the_slow_servers_is_inconclusive() {
+        // 0 % before and 0 % after: "after ≤ before × SHIFT" would pass without anything shifting.
+        let mut run = healthy_run();
+        for s in &mut run[0].servers[..2] {
+            s.successes = 0;
+        }
+        let (checks, _) = evaluate(&[latency(0, 500), latency(1, 500)], &names(), &run);
+        let c = get(&checks, "traffic-shifts-away");
+        assert_eq!(c.passed, None, "{c:#?}");
+        assert_eq!(c.observed, "not judged: server-0, server-1 had no successful requests in Stabilization");
     }
 
     #[test]
