@@ -14,6 +14,7 @@ use crate::{
 /// The late part of a phase starts after this share of it.
 pub const LATE_FROM: f64 = 0.6;
 
+/// Expects counters that never go down; [`RunRecorder`] makes them so.
 #[derive(Clone, Debug)]
 pub struct PhaseAccumulator {
     phase: Phase,
@@ -99,10 +100,68 @@ impl PhaseAccumulator {
     }
 }
 
-/// A counter delta; a counter that went down was reset (client restart), so count from zero.
+/// A plain difference: counters come in monotonic.
 fn delta(now: f64, before: f64) -> i64 {
-    let d = if now >= before { now - before } else { now };
-    d.round() as i64
+    (now - before).round() as i64
+}
+
+/// A counter's increase between two raw readings, as Prometheus's `increase()` takes it: a reading
+/// below the last one means the client restarted and has counted from zero since.
+fn increase(now: f64, last: f64) -> f64 {
+    if now >= last { now - last } else { now }
+}
+
+/// Turns raw scrapes into scrapes whose counters never go down, so that phase deltas and the abort
+/// window are plain differences however often the client restarts.
+#[derive(Clone, Debug, Default)]
+struct Monotonic {
+    /// Per server, the last raw counter values, kept while its label is missing (it may come back).
+    raw: Scrape,
+    /// Per server, the sum of its counters' increases so far.
+    adjusted: Scrape,
+}
+
+impl Monotonic {
+    /// `scrape` with adjusted counters and its own gauges. A server it lacks keeps its adjusted
+    /// counters (without gauges): totals must not dip, nor a later phase count its whole history.
+    fn adjust(&mut self, scrape: &Scrape) -> Scrape {
+        for (name, now) in scrape {
+            let last = self.raw.entry(name.clone()).or_default();
+            add_increases(self.adjusted.entry(name.clone()).or_default(), now, last);
+            remember(last, now);
+        }
+        self.adjusted
+            .iter()
+            .map(|(name, counters)| {
+                let gauges = scrape.get(name).cloned().unwrap_or_default();
+                let m = ServerMetrics {
+                    breaker: gauges.breaker,
+                    pool_active: gauges.pool_active,
+                    pool_idle: gauges.pool_idle,
+                    ..counters.clone()
+                };
+                (name.clone(), m)
+            })
+            .collect()
+    }
+}
+
+fn add_increases(adjusted: &mut ServerMetrics, now: &ServerMetrics, last: &ServerMetrics) {
+    adjusted.success += increase(now.success, last.success);
+    adjusted.error += increase(now.error, last.error);
+    adjusted.timeout += increase(now.timeout, last.timeout);
+    adjusted.rejected += increase(now.rejected, last.rejected);
+    for (key, v) in &now.transitions {
+        let before = last.transitions.get(key).copied().unwrap_or(0.0);
+        *adjusted.transitions.entry(*key).or_default() += increase(*v, before);
+    }
+}
+
+/// Keeps `now` as the last raw reading, and the transition series it lacks at their last values.
+fn remember(last: &mut ServerMetrics, now: &ServerMetrics) {
+    let mut transitions = std::mem::take(&mut last.transitions);
+    transitions.extend(&now.transitions);
+    *last = ServerMetrics { transitions, ..now.clone() };
 }
 
 /// Records a whole run: each scrape goes to the phase its time falls in, by the plan.
@@ -111,7 +170,9 @@ pub struct RunRecorder {
     plan: Plan,
     current: Option<PhaseAccumulator>,
     finished: Vec<PhaseObservation>,
+    /// The last scrape, adjusted like every scrape by `counters`.
     last: Option<Scrape>,
+    counters: Monotonic,
     abort: Option<AbortRule>,
     /// (time, successes, failures) totals during Testing, for the abort rule.
     window: VecDeque<(Timestamp, f64, f64)>,
@@ -126,7 +187,8 @@ pub struct AbortRule {
 
 impl RunRecorder {
     pub fn new(plan: Plan, abort: Option<AbortRule>) -> Self {
-        Self { plan, current: None, finished: Vec::new(), last: None, abort, window: VecDeque::new() }
+        let counters = Monotonic::default();
+        Self { plan, current: None, finished: Vec::new(), last: None, counters, abort, window: VecDeque::new() }
     }
 
     pub fn plan(&self) -> &Plan {
@@ -138,8 +200,10 @@ impl RunRecorder {
         self.plan = plan;
     }
 
-    /// Records a scrape taken at `at`. Returns the abort time when the abort rule fires.
+    /// Records a raw scrape taken at `at` (its counters made monotonic first, as a client restart
+    /// resets them). Returns the abort time when the abort rule fires.
     pub fn record(&mut self, at: Timestamp, scrape: Scrape) -> Option<Timestamp> {
+        let scrape = self.counters.adjust(&scrape);
         self.close_until(at);
         let phase = self.plan.phase_at(at);
         if !Phase::TIMED.contains(&phase) {
@@ -246,8 +310,8 @@ mod tests {
 
     #[test]
     fn a_counter_reset_counts_from_zero() {
-        assert_eq!(delta(5.0, 100.0), 5);
-        assert_eq!(delta(105.0, 100.0), 5);
+        assert_eq!(increase(5.0, 100.0), 5.0);
+        assert_eq!(increase(105.0, 100.0), 5.0);
     }
 
     #[test]
@@ -308,5 +372,84 @@ mod tests {
         // Stabilization errors never fire it.
         let mut r = RunRecorder::new(plan(), Some(rule));
         assert!((0..10).all(|s| r.record(at(s), totals(0.0, s as f64 * 10.0)).is_none()));
+    }
+
+    /// Successes and Closed→Open transitions of server `a` in the finished phases that list it.
+    fn counted(r: &RunRecorder) -> Vec<(Phase, i64, i64)> {
+        r.finished()
+            .iter()
+            .filter_map(|o| {
+                let a = o.servers.iter().find(|s| s.name == "a")?;
+                Some((o.phase, a.successes, a.opened))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_mid_phase_counts_every_step() {
+        use BreakerState::*;
+        let mut r = RunRecorder::new(plan(), None);
+        // The client restarts between 4s and 6s: 50 before it, 10 + 20 after; one opening each side.
+        for (s, ok, opens) in [(1, 100.0, 2.0), (4, 150.0, 3.0), (6, 10.0, 0.0), (9, 30.0, 1.0)] {
+            r.record(at(s), scrape(&[("a", ok, 0.0, Closed, opens)]));
+        }
+        r.close_until(at(10));
+        assert_eq!(counted(&r), [(Phase::Stabilization, 80, 2)]);
+    }
+
+    #[test]
+    fn a_restart_across_a_phase_boundary() {
+        let mut r = RunRecorder::new(plan(), None);
+        // Restarted between 9s and 11s, then counts past its old total.
+        for (s, ok) in [(1, 100.0), (9, 500.0), (11, 20.0), (15, 300.0), (19, 600.0)] {
+            r.record(at(s), totals(ok, 0.0));
+        }
+        r.close_until(at(20));
+        assert_eq!(counted(&r), [(Phase::Stabilization, 400, 0), (Phase::Testing, 600, 0)]);
+    }
+
+    #[test]
+    fn a_server_missing_from_a_scrape_keeps_its_count() {
+        use BreakerState::*;
+        let mut r = RunRecorder::new(plan(), None);
+        r.record(at(1), scrape(&[("a", 100.0, 0.0, Closed, 0.0), ("b", 100.0, 0.0, Closed, 0.0)]));
+        // Testing's base scrape lacks a: it must count from a's last value, not from zero.
+        r.record(at(9), scrape(&[("b", 190.0, 0.0, Closed, 0.0)]));
+        r.record(at(11), scrape(&[("a", 120.0, 0.0, Closed, 0.0), ("b", 200.0, 0.0, Closed, 0.0)]));
+        r.record(at(19), scrape(&[("a", 200.0, 0.0, Closed, 0.0), ("b", 280.0, 0.0, Closed, 0.0)]));
+        r.close_until(at(20));
+        assert_eq!(counted(&r).last(), Some(&(Phase::Testing, 100, 0)));
+    }
+
+    /// The first abort time over a run scraped every second, with `at_second` giving raw totals.
+    fn first_abort(rule: AbortRule, at_second: impl Fn(i64) -> (f64, f64)) -> Option<Timestamp> {
+        let mut r = RunRecorder::new(plan(), Some(rule));
+        (0..20).find_map(|s| {
+            let (ok, bad) = at_second(s);
+            r.record(at(s), totals(ok, bad))
+        })
+    }
+
+    #[test]
+    fn a_restart_does_not_hide_a_sustained_error_rate() {
+        let rule = AbortRule { error_rate: 0.5, window: std::time::Duration::from_secs(8) };
+        // Healthy until 12s, then the client restarts and 80 % of its requests fail.
+        let fired = first_abort(rule, |s| {
+            if s <= 12 { (s as f64 * 10.0, 0.0) } else { ((s - 12) as f64 * 2.0, (s - 12) as f64 * 8.0) }
+        });
+        // Window 10s..18s: 32 successes, 48 failures (60 %). Raw differences stay below zero
+        // until the window starts after the restart, which is after Testing.
+        assert_eq!(fired, Some(at(18)));
+    }
+
+    #[test]
+    fn a_restart_does_not_fire_the_abort_rule() {
+        let rule = AbortRule { error_rate: 0.5, window: std::time::Duration::from_secs(3) };
+        // 5 successes a second until 12s; after a restart 7 successes and 3 failures a second (30 %).
+        let fired = first_abort(rule, |s| {
+            if s <= 12 { ((s - 9).max(0) as f64 * 5.0, 0.0) } else { ((s - 12) as f64 * 7.0, (s - 12) as f64 * 3.0) }
+        });
+        // Raw differences over 10s..13s: 2 more successes (5 → 7), 3 more failures: 60 %.
+        assert_eq!(fired, None);
     }
 }
