@@ -200,6 +200,15 @@ impl RunRecorder {
         self.plan = plan;
     }
 
+    /// Adopts an edited spec.abort. A changed rule judges only what follows, over a window of its own;
+    /// setting the same rule again (each reconcile) keeps the window.
+    pub fn set_abort(&mut self, abort: Option<AbortRule>) {
+        if abort != self.abort {
+            self.window.clear();
+            self.abort = abort;
+        }
+    }
+
     /// Records a raw scrape taken at `at` (its counters made monotonic first, as a client restart
     /// resets them). Returns the abort time when the abort rule fires.
     pub fn record(&mut self, at: Timestamp, scrape: Scrape) -> Option<Timestamp> {
@@ -372,6 +381,27 @@ mod tests {
         // Stabilization errors never fire it.
         let mut r = RunRecorder::new(plan(), Some(rule));
         assert!((0..10).all(|s| r.record(at(s), totals(0.0, s as f64 * 10.0)).is_none()));
+    }
+
+    #[test]
+    fn an_abort_rule_set_mid_testing_takes_effect_from_then_on() {
+        let rule = AbortRule { error_rate: 0.5, window: std::time::Duration::from_secs(3) };
+        let mut r = RunRecorder::new(plan(), None);
+        let mut fired = Vec::new();
+        for s in 0..19 {
+            // As the operator does on every reconcile, from 14s on.
+            if s >= 14 {
+                r.set_abort(Some(rule));
+            }
+            // Healthy until 12s, then 80 % failures.
+            let (ok, bad) =
+                if s <= 12 { (s as f64 * 10.0, 0.0) } else { (120.0 + (s - 12) as f64 * 2.0, (s - 12) as f64 * 8.0) };
+            fired.extend(r.record(at(s), totals(ok, bad)));
+        }
+        // The window starts when the rule is set: 14s..17s.
+        assert_eq!(fired.first(), Some(&at(17)));
+        r.set_abort(None);
+        assert_eq!(r.record(at(19), totals(134.0, 56.0)), None);
     }
 
     /// Successes and Closed→Open transitions of server `a` in the finished phases that list it.
