@@ -124,8 +124,10 @@ impl<'a> Experiment<'a> {
                     name: s.name.clone(),
                     endpoint: s.toxiproxy.url().into(),
                     proxy: s.proxy.clone(),
-                    enabled: desired.enabled,
+                    pod_uid: None,
+                    enabled: report.enabled,
                     toxics: report.held,
+                    error: None,
                 });
             }
             self.held = held;

@@ -6,14 +6,11 @@
 use std::{net::SocketAddr, process::Stdio, time::Duration};
 
 use anyhow::{Context as _, bail};
-use chaoslab_core::{
-    client_metrics::{self, Scrape},
-    faults::DesiredProxy,
-};
+use chaoslab_core::client_metrics::{self, Scrape};
 use chaoslab_faultproxy::FaultProxy;
 use chaoslab_loadgen::{Config, LoadGenerator, RunHandle, Target};
 use chaoslab_telemetry::ScenarioMetrics;
-use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign, NewProxy};
+use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use clap::ValueEnum;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::{net::TcpListener, process::Child, sync::oneshot};
@@ -211,10 +208,10 @@ impl Lab {
         }
     }
 
-    /// Every proxy enabled and without toxics (chaoslab's or not).
+    /// Every proxy enabled and without toxics (of any run, chaoslab's or not): the lab made them.
     pub async fn reset(&self) -> anyhow::Result<()> {
         for s in &self.servers {
-            s.toxiproxy.converge(&s.proxy, &DesiredProxy::clean(), Foreign::Remove).await?;
+            s.toxiproxy.clear_proxy(&s.proxy).await?;
         }
         Ok(())
     }

@@ -378,7 +378,8 @@ pub struct ChaosScenarioStatus {
     /// The timed phases entered so far, with their start and end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<PhaseRecord>,
-    /// What each resolved target holds.
+    /// Every proxy that may hold this scenario's toxics, and what it holds: the current targets in
+    /// target order, then former ones not yet proven clean.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -439,16 +440,34 @@ pub struct PhaseRecord {
     pub end: Option<Time>,
 }
 
+/// A proxy the scenario drives or drove, and what of the scenario's it holds. An entry stays until
+/// its toxics are proven removed, also when its target left the target set (a mid-run edit, a pod
+/// replaced), so that nothing can be orphaned.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct TargetStatus {
     pub name: String,
     /// Toxiproxy admin URL.
     pub endpoint: String,
     pub proxy: String,
+    /// The pod this Toxiproxy runs in (selector targets): once that pod is gone, so are its toxics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
     pub enabled: bool,
-    /// Names of the chaoslab toxics the proxy holds.
+    /// Names of this scenario's toxics the proxy holds (may hold, when `error` is set).
     #[serde(default)]
     pub toxics: Vec<String>,
+    /// Why the last call to this Toxiproxy failed: its state is then not known for sure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl TargetStatus {
+    /// Proven to hold nothing of this scenario's: the last call succeeded and left no toxic (a
+    /// `down` leaves its marker toxic, so a disabled proxy is never settled).
+    pub fn settled(&self) -> bool {
+        self.error.is_none() && self.toxics.is_empty()
+    }
 }
 
 /// One judged expectation.

@@ -50,6 +50,10 @@ pub fn loss(target: i32, percent: f64) -> Fault {
     Fault { target, packet_loss: Some(PacketLoss { percent }), ..Fault::default() }
 }
 
+pub fn down(target: i32) -> Fault {
+    Fault { target, down: Some(true), ..Fault::default() }
+}
+
 pub fn latency(target: i32, delay_ms: i64) -> Fault {
     Fault { target, latency: Some(Latency { delay_ms, jitter_ms: None }), ..Fault::default() }
 }

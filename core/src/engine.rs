@@ -162,8 +162,10 @@ pub struct Moment {
     pub targets: Vec<DesiredProxy>,
 }
 
-/// The scenario at `now` on `plan` (built from the same spec's phases). Outside Testing every target is clean (enabled, no chaoslab toxics); during
-/// Testing each faulted target holds exactly its fault's toxics. `owner` tags the toxic names.
+/// The scenario at `now` on `plan` (built from the same spec's phases). In Stabilization and Recovery
+/// every target is clean (enabled, none of the owner's toxics); during Testing each faulted target
+/// holds exactly its fault's toxics; before the start and after the end the owner only lets go
+/// ([`DesiredProxy::release`]). `owner` tags the toxic names.
 pub fn moment(
     spec: &ChaosScenarioSpec,
     owner: &str,
@@ -176,7 +178,8 @@ pub fn moment(
     let desired = (0..targets)
         .map(|i| match faults.iter().find(|f| f.target as usize == i) {
             Some(f) if phase == Phase::Testing => desired_for(f, owner),
-            _ => DesiredProxy::clean(),
+            _ if Phase::TIMED.contains(&phase) => DesiredProxy::clean(owner),
+            _ => DesiredProxy::release(owner),
         })
         .collect();
     Ok(Moment { phase, next_deadline: plan.next_deadline(now), targets: desired })
@@ -223,7 +226,7 @@ mod tests {
         let m = run(&spec("multi-failure-2-servers-packet-loss"), 3, at(-5)).unwrap();
         assert_eq!(m.phase, Phase::Pending);
         assert_eq!(m.next_deadline, Some(t0()));
-        assert!(m.targets.iter().all(|t| *t == DesiredProxy::clean()));
+        assert!(m.targets.iter().all(|t| *t == DesiredProxy::release("o")));
     }
 
     #[test]
@@ -261,7 +264,7 @@ mod tests {
         let m = moment(&s, "abc", 3, &Plan::new(t0(), &s.phases), at(45)).unwrap();
         assert_eq!(m.targets[0], desired_for(&latency(0, 500), "abc"));
         assert_eq!(m.targets[1], desired_for(&latency(1, 500), "abc"));
-        assert_eq!(m.targets[2], DesiredProxy::clean());
+        assert_eq!(m.targets[2], DesiredProxy::clean("abc"));
     }
 
     #[test]

@@ -8,17 +8,28 @@ use crate::{
 /// Every toxic chaoslab creates starts with this, so it removes only its own.
 pub const TOXIC_PREFIX: &str = "chaoslab-";
 
-/// What one proxy must look like: enabled or not, and exactly these chaoslab toxics.
+/// What one owner (a scenario, a local run) wants of one proxy: exactly these of its own toxics,
+/// and the proxy enabled or not. Toxics of other owners are never touched.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct DesiredProxy {
-    pub enabled: bool,
+    /// The owner tag ([`owner_tag`]) of the toxics this state manages.
+    pub owner: String,
+    /// `None`: leave the flag alone, unless this owner disabled the proxy (its [`down_marker`] is
+    /// there), then enable it again.
+    pub enabled: Option<bool>,
     pub toxics: Vec<Toxic>,
 }
 
 impl DesiredProxy {
-    /// No faults: enabled, no toxics (the lab's reset).
-    pub fn clean() -> Self {
-        Self { enabled: true, toxics: Vec::new() }
+    /// No faults: enabled, none of the owner's toxics (the lab's reset before and after Testing).
+    pub fn clean(owner: &str) -> Self {
+        Self { owner: owner.into(), enabled: Some(true), toxics: Vec::new() }
+    }
+
+    /// The owner lets go: its toxics removed, the proxy enabled again only if the owner disabled it.
+    /// What a run that ends, fails or is deleted leaves; it cannot undo another run's `down`.
+    pub fn release(owner: &str) -> Self {
+        Self { owner: owner.into(), enabled: None, toxics: Vec::new() }
     }
 }
 
@@ -36,6 +47,25 @@ pub fn owner_of(toxic_name: &str) -> Option<&str> {
 
 fn name(owner: &str, what: &str, stream: Stream) -> String {
     format!("{TOXIC_PREFIX}{owner}-{what}-{}", stream.as_str())
+}
+
+const DOWN: &str = "down";
+
+/// A toxic that does nothing (toxicity 0) and records on the proxy itself that `owner` disabled it,
+/// so that only that owner enables it again, even after a crash that lost every other record.
+pub fn down_marker(owner: &str) -> Toxic {
+    Toxic {
+        name: name(owner, DOWN, Stream::Upstream),
+        kind: ToxicType::Latency,
+        stream: Stream::Upstream,
+        toxicity: 0.0,
+        attributes: [("latency".to_string(), 0), ("jitter".to_string(), 0)].into(),
+    }
+}
+
+/// Whether `toxic_name` is the [`down_marker`] of `owner`.
+pub fn is_down_marker(toxic_name: &str, owner: &str) -> bool {
+    toxic_name == name(owner, DOWN, Stream::Upstream)
 }
 
 /// The proxy state one fault asks for, with toxics named for `owner`.
@@ -73,7 +103,11 @@ pub fn desired_for(fault: &Fault, owner: &str) -> DesiredProxy {
             attributes: custom.attributes.to_map(),
         });
     }
-    DesiredProxy { enabled: fault.down != Some(true), toxics }
+    let down = fault.down == Some(true);
+    if down {
+        toxics.push(down_marker(owner));
+    }
+    DesiredProxy { owner: owner.into(), enabled: Some(!down), toxics }
 }
 
 #[cfg(test)]
@@ -87,7 +121,7 @@ mod tests {
     #[test]
     fn full_packet_loss_is_a_blackhole_both_ways() {
         let d = desired_for(&loss(0, 100.0), "abc12345");
-        assert!(d.enabled);
+        assert_eq!(d.enabled, Some(true));
         assert_eq!(d.toxics.len(), 2);
         for (t, stream) in d.toxics.iter().zip([Stream::Upstream, Stream::Downstream]) {
             assert_eq!(t.kind, ToxicType::Timeout);
@@ -116,9 +150,15 @@ mod tests {
     }
 
     #[test]
-    fn down_disables_the_proxy_without_toxics() {
+    fn down_disables_the_proxy_and_marks_who_did() {
         let d = desired_for(&Fault { target: 0, down: Some(true), ..Fault::default() }, "o");
-        assert_eq!(d, DesiredProxy { enabled: false, toxics: vec![] });
+        assert_eq!(d, DesiredProxy { owner: "o".into(), enabled: Some(false), toxics: vec![down_marker("o")] });
+        let marker = &d.toxics[0];
+        assert_eq!(marker.toxicity, 0.0, "the marker never acts on a connection");
+        assert_eq!(owner_of(&marker.name), Some("o"));
+        assert!(is_down_marker(&marker.name, "o"));
+        assert!(!is_down_marker(&marker.name, "p"));
+        assert!(!is_down_marker(&desired_for(&latency(0, 5), "o").toxics[0].name, "o"));
     }
 
     #[test]

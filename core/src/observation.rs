@@ -209,6 +209,10 @@ impl RunRecorder {
         }
     }
 
+    pub fn abort(&self) -> Option<AbortRule> {
+        self.abort
+    }
+
     /// Records a raw scrape taken at `at` (its counters made monotonic first, as a client restart
     /// resets them). Returns the abort time when the abort rule fires.
     pub fn record(&mut self, at: Timestamp, scrape: Scrape) -> Option<Timestamp> {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use chaoslab_core::{
-    catalog::{latency, loss},
+    catalog::{down, latency, loss},
     faults::{DesiredProxy, desired_for},
     toxic::{Stream, Toxic, ToxicType},
 };
@@ -313,7 +313,7 @@ async fn full_loss_blackholes_until_removed(kind: Kind) {
     assert_eq!(ping(&mut conn, Duration::from_millis(600)).await.unwrap_err(), "timed out");
     assert!(ping(&mut before, Duration::from_millis(400)).await.is_err(), "existing connections are blackholed too");
 
-    lab.client.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
     // Removing a timeout toxic closes the connections it held.
     let (_, ended, _) = read_until_closed(&mut conn, Duration::from_secs(2)).await;
     assert!(is_closed(&ended), "hung connection closed on removal: {ended:?}");
@@ -398,13 +398,13 @@ async fn down_refuses_and_closes_existing_connections(kind: Kind) {
     let lab = lab_at(kind, loopback_ip()).await;
     let mut existing = connect(lab.listen).await.unwrap();
     ping(&mut existing, Duration::from_secs(2)).await.unwrap();
-    lab.client.converge("backend", &DesiredProxy { enabled: false, toxics: vec![] }, Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &desired_for(&down(0), OWNER), Foreign::Keep).await.unwrap();
     let err = connect(lab.listen).await.expect_err("a disabled proxy refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     let (_, ended, _) = read_until_closed(&mut existing, Duration::from_secs(2)).await;
     assert!(is_closed(&ended), "existing connection closed: {ended:?}");
 
-    lab.client.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
     ping(&mut connect(lab.listen).await.unwrap(), Duration::from_secs(2)).await.unwrap();
 }
 

@@ -145,8 +145,8 @@ async fn packet_loss_on_two_opens_their_breakers_and_they_heal() {
     }
 
     // Recovery: toxics removed → open → half-open → closed, and traffic spreads back.
-    lab.set(0, &DesiredProxy::clean()).await;
-    lab.set(1, &DesiredProxy::clean()).await;
+    lab.set(0, &DesiredProxy::clean(OWNER)).await;
+    lab.set(1, &DesiredProxy::clean(OWNER)).await;
     let (_, took) = eventually("the breakers heal through half-open", Duration::from_secs(25), || async {
         let s = run.scrape().await;
         let healed = |n: &str| {

@@ -1,6 +1,10 @@
 //! The kube-rs Controller: watches ChaosScenarios, runs [`reconcile`] under a finalizer.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use chaoslab_core::api::ChaosScenario;
 use chaoslab_toxiproxy::RetryPolicy;
@@ -39,8 +43,9 @@ pub struct Context {
     pub metrics: Metrics,
     pub samplers: Samplers,
     pub store: Store<ChaosScenario>,
-    /// Uids this process started whose status the cache may not show yet (queue decisions).
-    pub started: Mutex<Vec<String>>,
+    /// The proxies of the runs this process admitted, by uid, whose status the cache may not show
+    /// yet (queue decisions).
+    pub admitted: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,19 @@ pub enum Error {
     Kube(#[source] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A deleted scenario's faults could not all be removed: its finalizer stays.
+    #[error("{0}")]
+    CleanupBlocked(String),
+}
+
+/// How long until a failed reconcile is tried again: a blocked cleanup waits longer, since it
+/// waits for a Toxiproxy to come back (and publishes an Event each time).
+fn retry_after(err: &Error) -> Duration {
+    use kube::runtime::finalizer::Error as F;
+    match err {
+        Error::Finalizer(e) if matches!(**e, F::CleanupFailed(Error::CleanupBlocked(_))) => Duration::from_secs(10),
+        _ => Duration::from_secs(2),
+    }
 }
 
 pub fn api(client: &Client, namespace: Option<&str>) -> Api<ChaosScenario> {
@@ -79,8 +97,9 @@ async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
 }
 
 fn error_policy(obj: Arc<ChaosScenario>, err: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(scenario = %reconcile::scenario_key(&obj), "reconcile failed, retrying in 2s: {err}");
-    Action::requeue(Duration::from_secs(2))
+    let after = retry_after(err);
+    tracing::warn!(scenario = %reconcile::scenario_key(&obj), "reconcile failed, retrying in {after:?}: {err}");
+    Action::requeue(after)
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -103,7 +122,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         samplers,
         store: controller.store(),
-        started: Mutex::new(Vec::new()),
+        admitted: Mutex::new(HashMap::new()),
         client,
         config,
         metrics,

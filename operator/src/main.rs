@@ -5,6 +5,7 @@ mod leader;
 mod metrics;
 mod queue;
 mod reconcile;
+mod record;
 mod sampler;
 mod status;
 mod sweep;

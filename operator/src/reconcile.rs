@@ -2,7 +2,11 @@
 //! fold in observations → write status → requeue at the next deadline. Never sleeps; everything it
 //! needs to continue after a crash is on the resource.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use chaoslab_core::{
     api::{ChaosScenario, ChaosScenarioStatus, Check, Phase, PhaseObservation, TargetStatus, Verdict},
@@ -12,7 +16,7 @@ use chaoslab_core::{
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign};
 use futures::future::join_all;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Resource, ResourceExt,
@@ -22,7 +26,7 @@ use kube::{
 
 use crate::{
     controller::{Context, Error},
-    queue, status,
+    queue, record, status,
     targets::{self, Target},
 };
 
@@ -33,36 +37,89 @@ pub fn scenario_key(s: &ChaosScenario) -> String {
     format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
 }
 
-/// Kubernetes times have whole seconds: the run's anchors too, so every reconcile computes the same plan.
+/// Kubernetes times have whole seconds: a run starts at the next whole second (or now, if `now` is
+/// one), so every reconcile computes the same plan and the sampler, started now, watches
+/// Stabilization from its real start.
+fn start_of_run(now: Timestamp) -> Timestamp {
+    let whole = Timestamp::from_second(now.as_second()).unwrap_or(now);
+    if whole == now { now } else { whole.checked_add(SignedDuration::from_secs(1)).unwrap_or(now) }
+}
+
+/// Whole seconds, rounded down: for times that only record what happened.
 fn whole_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
-fn toxiproxy(ctx: &Context, t: &Target) -> Result<Toxiproxy, String> {
-    Toxiproxy::with_policy(&t.url, ctx.config.toxiproxy_policy).map_err(|e| format!("target {}: {e}", t.name))
+fn toxiproxy(ctx: &Context, url: &str) -> Result<Toxiproxy, String> {
+    Toxiproxy::with_policy(url, ctx.config.toxiproxy_policy).map_err(|e| e.to_string())
 }
 
-/// Converges every target to `desired` (same order); the error names the first target that failed.
-async fn converge_all(
-    ctx: &Context,
-    targets: &[Target],
-    desired: &[DesiredProxy],
+/// What happens to a record entry once its proxy is proven clean.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// A current target: it stays in the record.
+    Keep,
+    /// A former target: it leaves the record.
+    Drop,
+}
+
+/// One call to make: converge the proxy of `entry` to `desired`.
+struct Job {
+    entry: TargetStatus,
+    desired: DesiredProxy,
     foreign: Foreign,
-) -> Result<Vec<TargetStatus>, String> {
-    let calls = targets.iter().zip(desired).map(|(t, d)| async move {
-        let client = toxiproxy(ctx, t)?;
-        let result = client.converge(&t.proxy, d, foreign).await;
-        ctx.metrics.toxiproxy_calls.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
-        let report = result.map_err(|e| format!("target {} ({}): {e}", t.name, t.url))?;
-        Ok::<_, String>(TargetStatus {
-            name: t.name.clone(),
-            endpoint: t.url.clone(),
-            proxy: t.proxy.clone(),
-            enabled: d.enabled,
-            toxics: report.held,
+    fate: Fate,
+}
+
+/// The jobs for a record whose first `desired.len()` entries are the current targets: those converge
+/// to `desired`, the former ones are released and leave the record once clean.
+fn jobs(record: &[TargetStatus], desired: &[DesiredProxy], owner: &str, foreign: Foreign) -> Vec<Job> {
+    record
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| match desired.get(i) {
+            Some(d) => Job { entry: entry.clone(), desired: d.clone(), foreign, fate: Fate::Keep },
+            None => Job {
+                entry: entry.clone(),
+                desired: DesiredProxy::release(owner),
+                foreign: Foreign::Keep,
+                fate: Fate::Drop,
+            },
         })
+        .collect()
+}
+
+/// Makes every call at once; returns the record afterwards and what failed, by target and URL.
+/// A call that fails on a proxy whose pod is gone counts as done: the toxics went with the pod.
+async fn converge_all(ctx: &Context, ns: &str, jobs: Vec<Job>) -> (Vec<TargetStatus>, Vec<String>) {
+    let calls = jobs.into_iter().map(|job| async move {
+        let result = match toxiproxy(ctx, &job.entry.endpoint) {
+            Ok(client) => client.converge(&job.entry.proxy, &job.desired, job.foreign).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        ctx.metrics.toxiproxy_calls.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
+        let entry = match result {
+            Ok(report) => Ok(record::converged(&job.entry, report.enabled, report.held)),
+            Err(_) if targets::pod_gone(&ctx.client, ns, &job.entry).await => {
+                Ok(record::converged(&job.entry, true, vec![]))
+            }
+            Err(e) => Err((record::failed(&job.entry, &job.desired, e.clone()), e)),
+        };
+        (entry, job.fate)
     });
-    join_all(calls).await.into_iter().collect()
+    let mut record = Vec::new();
+    let mut errors = Vec::new();
+    for (entry, fate) in join_all(calls).await {
+        match entry {
+            Ok(e) if fate == Fate::Drop && e.settled() => {}
+            Ok(e) => record.push(e),
+            Err((e, why)) => {
+                errors.push(format!("target {} ({}): {why}", e.name, e.endpoint));
+                record.push(e);
+            }
+        }
+    }
+    (record, errors)
 }
 
 async fn write_status(ctx: &Context, obj: &ChaosScenario, status: &ChaosScenarioStatus) -> Result<(), Error> {
@@ -112,37 +169,74 @@ async fn commit(
             event(ctx, obj, kind, phase.as_str(), note).await;
         }
     }
-    for (i, t) in new.targets.iter().enumerate() {
-        let previous = old.targets.get(i).map(|o| o.toxics.as_slice()).unwrap_or_default();
+    for t in &new.targets {
+        let previous = old.targets.iter().find(|o| o.name == t.name).map(|o| o.toxics.as_slice()).unwrap_or_default();
         ctx.metrics.scenario.set_toxics(&key, &t.name, &t.toxics, previous);
     }
     Ok(())
 }
 
-/// Ends the run as Failed with `message`, removing this scenario's toxics where it can.
+/// How often a scenario whose faults could not all be removed tries again.
+const LEFTOVER_RETRY: Duration = Duration::from_secs(10);
+
+/// Ends the run as Failed with `message`, releasing every proxy of `record` (whose first `current`
+/// entries are the current targets). What cannot be released stays in the record, and the run
+/// keeps trying ([`settle`]).
 async fn fail(
     ctx: &Context,
     obj: &ChaosScenario,
     old: &ChaosScenarioStatus,
-    targets: &[Target],
+    record: &[TargetStatus],
+    current: usize,
     message: String,
 ) -> Result<Action, Error> {
-    let clean = vec![DesiredProxy::clean(); targets.len()];
-    let cleaned = converge_all(ctx, targets, &clean, Foreign::Keep).await.unwrap_or_default();
+    let owner = owner_tag(&obj.uid().unwrap_or_default());
+    let release = vec![DesiredProxy::release(&owner); current];
+    let (record, errors) = converge_all(ctx, &ns(obj), jobs(record, &release, &owner, Foreign::Keep)).await;
     ctx.samplers.stop(&obj.uid().unwrap_or_default());
+    let message = if errors.is_empty() {
+        message
+    } else {
+        format!("{message}; this scenario's faults could not be removed yet, retrying: {}", errors.join("; "))
+    };
     let now = Timestamp::now();
     let generation = obj.meta().generation.unwrap_or_default();
     let new = ChaosScenarioStatus {
         phase: Some(Phase::Failed),
         observed_generation: Some(generation),
         completed_at: Some(Time(whole_seconds(now))),
-        targets: cleaned,
         conditions: status::conditions(&old.conditions, Phase::Failed, None, &message, generation, now),
         message: Some(message),
+        targets: record,
         ..old.clone()
     };
+    let settled = record::settled(&new.targets);
     commit(ctx, obj, old, new).await?;
-    Ok(Action::await_change())
+    Ok(if settled { Action::await_change() } else { Action::requeue(LEFTOVER_RETRY) })
+}
+
+/// A finished run: retries releasing the proxies that may still hold its faults, until none does.
+async fn settle(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus) -> Result<Action, Error> {
+    let uid = obj.uid().unwrap_or_default();
+    ctx.samplers.stop(&uid);
+    if record::settled(&old.targets) {
+        return Ok(Action::await_change());
+    }
+    let owner = owner_tag(&uid);
+    let release = vec![DesiredProxy::release(&owner); old.targets.len()];
+    let (record, errors) = converge_all(ctx, &ns(obj), jobs(&old.targets, &release, &owner, Foreign::Keep)).await;
+    let settled = record::settled(&record);
+    if settled {
+        event(ctx, obj, EventType::Normal, "FaultsRemoved", "the faults left on the targets are removed".into()).await;
+    } else {
+        tracing::warn!(scenario = %scenario_key(obj), "faults left on the targets: {}", errors.join("; "));
+    }
+    commit(ctx, obj, old, ChaosScenarioStatus { targets: record, ..old.clone() }).await?;
+    Ok(if settled { Action::await_change() } else { Action::requeue(LEFTOVER_RETRY) })
+}
+
+fn ns(obj: &ChaosScenario) -> String {
+    obj.namespace().unwrap_or_default()
 }
 
 fn merge_observations(mut have: Vec<PhaseObservation>, new: Vec<PhaseObservation>) -> Vec<PhaseObservation> {
@@ -168,88 +262,138 @@ fn summary(checks: &[Check], verdict: Verdict) -> String {
     s
 }
 
-pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let old = obj.status.clone().unwrap_or_default();
-    let uid = obj.uid().unwrap_or_default();
-    if old.phase.is_some_and(Phase::is_terminal) {
-        ctx.samplers.stop(&uid);
-        return Ok(Action::await_change());
+/// The claim of every other scenario on the shared proxies, from the cache and from the runs this
+/// process admitted that the cache may not show yet.
+async fn claims(ctx: &Context, me: &ChaosScenario, admitted: &HashMap<String, BTreeSet<String>>) -> Vec<queue::Claim> {
+    let mut out = Vec::new();
+    for o in ctx.store.state() {
+        let uid = o.uid().unwrap_or_default();
+        if Some(&uid) == me.uid().as_ref() {
+            continue;
+        }
+        let state =
+            queue::state(o.status.as_ref(), o.metadata.deletion_timestamp.is_some(), admitted.contains_key(&uid));
+        if state == queue::State::Done {
+            continue;
+        }
+        let record = o.status.as_ref().map(|s| s.targets.as_slice()).unwrap_or_default();
+        let mut proxies = targets::keys(&ns(&o), &o.spec.targets, record, &[]).await;
+        proxies.extend(admitted.get(&uid).into_iter().flatten().cloned());
+        out.push(queue::Claim {
+            key: scenario_key(&o),
+            uid,
+            created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            state,
+            proxies,
+        });
     }
+    out
+}
+
+/// Admits a scenario that has not started: returns its start, or writes Queued (with the record,
+/// so that later scenarios see what it waits for) and returns None.
+async fn admit(
+    ctx: &Context,
+    obj: &ChaosScenario,
+    old: &ChaosScenarioStatus,
+    targets: &[Target],
+    record: Vec<TargetStatus>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
+    let mut admitted = ctx.admitted.lock().await;
+    let me = queue::Claim {
+        key: scenario_key(obj),
+        uid: obj.uid().unwrap_or_default(),
+        created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        state: queue::State::Waits,
+        proxies: targets::keys(&ns(obj), &obj.spec.targets, &record, targets).await,
+    };
+    let others = claims(ctx, obj, &admitted).await;
+    if let Some((b, shared)) = queue::blocker(&me, &others) {
+        let generation = obj.meta().generation.unwrap_or_default();
+        let message = format!("waiting for {}: both drive the proxy {shared}", b.key);
+        let new = ChaosScenarioStatus {
+            phase: Some(Phase::Queued),
+            observed_generation: Some(generation),
+            targets: record,
+            conditions: status::conditions(&old.conditions, Phase::Queued, None, "", generation, now),
+            message: Some(message),
+            ..old.clone()
+        };
+        commit(ctx, obj, old, new).await?;
+        return Ok(None);
+    }
+    // Keep the map small: the cache shows a run's status within seconds.
+    if admitted.len() >= 256 {
+        admitted.clear();
+    }
+    admitted.insert(me.uid, me.proxies);
+    Ok(Some(start_of_run(now)))
+}
+
+pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     let now = Timestamp::now();
+    let old = obj.status.clone().unwrap_or_default();
+    if old.phase.is_some_and(Phase::is_terminal) {
+        return settle(&ctx, &obj, &old).await;
+    }
+    let uid = obj.uid().unwrap_or_default();
     let generation = obj.meta().generation.unwrap_or_default();
     let spec = &obj.spec;
 
     let targets = match targets::resolve(&ctx.client, &obj).await {
         Ok(t) => t,
-        Err(msg) => return fail(&ctx, &obj, &old, &[], msg).await,
+        Err(msg) => return fail(&ctx, &obj, &old, &old.targets, 0, msg).await,
     };
+    let record = record::grow(&old.targets, &targets);
     let faults = match engine::resolve_faults(spec, targets.len()) {
         Ok(f) => f.to_vec(),
-        Err(e) => return fail(&ctx, &obj, &old, &[], e.to_string()).await,
+        Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), e.to_string()).await,
     };
-
     let started_at = match old.started_at.as_ref().map(|t| t.0) {
         Some(t) => t,
-        None => {
-            let mut started = ctx.started.lock().await;
-            let all: Vec<ChaosScenario> = ctx.store.state().iter().map(|s| (**s).clone()).collect();
-            // The resolved targets count too, not only the spec.
-            let mut me = (*obj).clone();
-            me.status.get_or_insert_with(Default::default).targets = targets
-                .iter()
-                .map(|t| TargetStatus {
-                    name: t.name.clone(),
-                    endpoint: t.url.clone(),
-                    proxy: t.proxy.clone(),
-                    enabled: true,
-                    toxics: vec![],
-                })
-                .collect();
-            if let Some(b) = queue::blocker(&me, &all, &started) {
-                let message = format!("waiting for {}: it uses the same target(s)", scenario_key(b));
-                let new = ChaosScenarioStatus {
-                    phase: Some(Phase::Queued),
-                    observed_generation: Some(generation),
-                    targets: me.status.map(|s| s.targets).unwrap_or_default(),
-                    message: Some(message),
-                    conditions: status::conditions(&old.conditions, Phase::Queued, None, "", generation, now),
-                    ..old.clone()
-                };
-                commit(&ctx, &obj, &old, new).await?;
-                return Ok(Action::requeue(ctx.config.queue_poll));
-            }
-            started.push(uid.clone());
-            // Keep the list short: the cache catches up within seconds.
-            let excess = started.len().saturating_sub(256);
-            started.drain(..excess);
-            whole_seconds(now)
-        }
+        None => match admit(&ctx, &obj, &old, &targets, record.clone(), now).await? {
+            Some(t) => t,
+            None => return Ok(Action::requeue(ctx.config.queue_poll)),
+        },
     };
-
     let sampler_abort = ctx.samplers.get(&uid).and_then(|s| s.abort_at());
     let aborted_at = old.aborted_at.as_ref().map(|t| t.0).or(sampler_abort.map(whole_seconds));
     let plan = Plan::new(started_at, &spec.phases).abort_at(aborted_at);
     let aborted_at = plan.aborted_at.filter(|a| plan.starts(Phase::Recovery) == Some(*a));
-    let sampler = spec
-        .client
-        .as_ref()
-        .map(|c| ctx.samplers.ensure(&uid, &c.metrics_url, plan, spec.abort.as_ref().map(|a| a.rule())));
-
-    let moment = match engine::moment(spec, &owner_tag(&uid), targets.len(), &plan, now) {
-        Ok(m) => m,
-        Err(e) => return fail(&ctx, &obj, &old, &targets, e.to_string()).await,
+    let sampler = match &spec.client {
+        Some(c) => Some(ctx.samplers.ensure(&uid, &c.metrics_url, plan, spec.abort.as_ref().map(|a| a.rule()), now)),
+        None => {
+            ctx.samplers.stop(&uid);
+            None
+        }
     };
-    if old.phase.is_some_and(|p| Phase::TIMED.contains(&p) && p != moment.phase)
+
+    let owner = owner_tag(&uid);
+    let moment = match engine::moment(spec, &owner, targets.len(), &plan, now) {
+        Ok(m) => m,
+        Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), e.to_string()).await,
+    };
+    if old.phase.is_some_and(|p| p != moment.phase && (p == Phase::Pending || Phase::TIMED.contains(&p)))
         && let Some(boundary) = plan.starts(moment.phase)
     {
         let late = now.duration_since(boundary).as_secs_f64().max(0.0);
         ctx.metrics.transition_lateness.with_label_values(&[moment.phase.as_str()]).observe(late);
     }
-    let foreign = if engine::resets_targets(moment.phase) { Foreign::Remove } else { Foreign::Keep };
-    let held = match converge_all(&ctx, &targets, &moment.targets, foreign).await {
-        Ok(h) => h,
-        Err(msg) => return fail(&ctx, &obj, &old, &targets, msg).await,
+    // Write-ahead: a proxy is on record before the first call that could put a toxic on it.
+    let faulting = moment.targets.iter().any(|d| !d.toxics.is_empty() || d.enabled == Some(false));
+    let old = if faulting && record::has_new_entries(&old.targets, &record) {
+        let grown = ChaosScenarioStatus { targets: record.clone(), ..old.clone() };
+        write_status(&ctx, &obj, &grown).await?;
+        grown
+    } else {
+        old
     };
+    let foreign = if engine::resets_targets(moment.phase) { Foreign::Remove } else { Foreign::Keep };
+    let (record, errors) = converge_all(&ctx, &ns(&obj), jobs(&record, &moment.targets, &owner, foreign)).await;
+    if !errors.is_empty() {
+        return fail(&ctx, &obj, &old, &record, targets.len(), errors.join("; ")).await;
+    }
 
     let observations = match &sampler {
         Some(s) => {
@@ -286,10 +430,15 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         (phase, Some(verdict), checks, message)
     } else {
         let mut message = match moment.phase {
+            Phase::Pending => format!("admitted: Stabilization starts at {started_at}"),
             Phase::Stabilization => "Stabilization: targets reset, no faults".to_string(),
             Phase::Testing => {
-                let faulted: Vec<&str> =
-                    held.iter().filter(|t| !t.toxics.is_empty() || !t.enabled).map(|t| t.name.as_str()).collect();
+                let faulted: Vec<&str> = record
+                    .iter()
+                    .take(targets.len())
+                    .filter(|t| !t.toxics.is_empty() || !t.enabled)
+                    .map(|t| t.name.as_str())
+                    .collect();
                 format!("Testing: faults on {}", faulted.join(", "))
             }
             _ => "Recovery: faults removed, observing healing".to_string(),
@@ -307,7 +456,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         completed_at: done.then(|| Time(plan.end())),
         aborted_at: aborted_at.map(Time),
         timeline: plan.timeline(now),
-        targets: held,
+        targets: record,
         verdict,
         checks,
         conditions: status::conditions(&old.conditions, phase, verdict, &message, generation, now),
@@ -331,27 +480,42 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     })
 }
 
-/// The scenario is being deleted: remove its toxics from every target it touched.
+/// Set on a scenario to let it be deleted although its faults could not be removed (a Toxiproxy
+/// gone for good): the user takes them over.
+pub const ABANDON_FAULTS: &str = "chaoslab.dev/abandon-faults";
+
+/// The scenario is being deleted: release every proxy that may hold its toxics. The finalizer stays
+/// until they are proven removed, or the user sets [`ABANDON_FAULTS`].
 pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     let old = obj.status.clone().unwrap_or_default();
-    ctx.samplers.stop(&obj.uid().unwrap_or_default());
-    let targets: Vec<Target> = if old.targets.is_empty() {
-        targets::resolve(&ctx.client, &obj).await.unwrap_or_default()
-    } else {
-        old.targets
-            .iter()
-            .map(|t| Target { name: t.name.clone(), url: t.endpoint.clone(), proxy: t.proxy.clone() })
-            .collect()
-    };
-    let clean = vec![DesiredProxy::clean(); targets.len()];
-    if let Err(msg) = converge_all(&ctx, &targets, &clean, Foreign::Keep).await {
-        // An unreachable Toxiproxy must not keep the scenario from being deleted forever.
-        tracing::warn!(scenario = %scenario_key(&obj), "cleanup: {msg}");
-        event(&ctx, &obj, EventType::Warning, "CleanupFailed", msg).await;
+    let uid = obj.uid().unwrap_or_default();
+    ctx.samplers.stop(&uid);
+    // The current targets too: a crash may have come before their first record.
+    let targets = targets::resolve(&ctx.client, &obj).await.unwrap_or_default();
+    let record = record::grow(&old.targets, &targets);
+    let owner = owner_tag(&uid);
+    let release = vec![DesiredProxy::release(&owner); record.len()];
+    let (record, errors) = converge_all(&ctx, &ns(&obj), jobs(&record, &release, &owner, Foreign::Keep)).await;
+    let key = scenario_key(&obj);
+    if !errors.is_empty() {
+        let abandon = obj.annotations().get(ABANDON_FAULTS).is_some_and(|v| v == "true");
+        let what = errors.join("; ");
+        if !abandon {
+            let msg = format!(
+                "cannot remove this scenario's faults: {what}. The scenario stays until they are removed; \
+                 to give them up: kubectl annotate chaos {} {ABANDON_FAULTS}=true",
+                obj.name_any()
+            );
+            event(&ctx, &obj, EventType::Warning, "CleanupBlocked", msg.clone()).await;
+            let _ = commit(&ctx, &obj, &old, ChaosScenarioStatus { targets: record, ..old.clone() }).await;
+            return Err(Error::CleanupBlocked(msg));
+        }
+        tracing::warn!(scenario = %key, "deleted with faults abandoned ({ABANDON_FAULTS}): {what}");
+        event(&ctx, &obj, EventType::Warning, "FaultsAbandoned", what).await;
     }
     let held: Vec<(String, String)> =
         old.targets.iter().flat_map(|t| t.toxics.iter().map(|x| (t.name.clone(), x.clone()))).collect();
-    ctx.metrics.scenario.forget(&scenario_key(&obj), &held);
-    tracing::info!(scenario = %scenario_key(&obj), "deleted: toxics removed");
+    ctx.metrics.scenario.forget(&key, &held);
+    tracing::info!(scenario = %key, "deleted: toxics removed");
     Ok(Action::await_change())
 }

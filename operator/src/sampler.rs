@@ -23,6 +23,8 @@ pub struct Sampler {
 
 struct State {
     recorder: RunRecorder,
+    /// spec.client.metricsUrl, which may be edited while the run goes on.
+    url: String,
     /// Phases that started before this sampler (an operator restart) are incomplete: not reported.
     created: Timestamp,
     grace: SignedDuration,
@@ -30,17 +32,45 @@ struct State {
     last_error: Option<String>,
 }
 
+impl State {
+    fn new(url: &str, plan: Plan, abort: Option<AbortRule>, created: Timestamp, grace: SignedDuration) -> Self {
+        Self {
+            recorder: RunRecorder::new(plan, abort),
+            url: url.into(),
+            created,
+            grace,
+            abort_at: None,
+            last_error: None,
+        }
+    }
+
+    /// Observations of the phases that ended and were watched from their start.
+    fn finished(&self) -> Vec<PhaseObservation> {
+        let plan = *self.recorder.plan();
+        self.recorder
+            .finished()
+            .iter()
+            .filter(|o| plan.starts(o.phase).is_some_and(|start| start + self.grace >= self.created))
+            .cloned()
+            .collect()
+    }
+
+    /// A running scenario's spec may be edited: the new URL, abort rule and phase lengths apply
+    /// from the next sample on (finished phases stay as they were observed).
+    fn adopt(&mut self, url: &str, plan: Plan, abort: Option<AbortRule>) {
+        self.recorder.set_plan(plan);
+        self.recorder.set_abort(abort);
+        if self.url != url {
+            self.url = url.into();
+            self.last_error = None;
+        }
+    }
+}
+
 impl Sampler {
     /// Observations of the phases that ended and were watched from their start.
     pub fn finished(&self) -> Vec<PhaseObservation> {
-        let s = self.state.lock().expect("sampler state");
-        let plan = *s.recorder.plan();
-        s.recorder
-            .finished()
-            .iter()
-            .filter(|o| plan.starts(o.phase).is_some_and(|start| start + s.grace >= s.created))
-            .cloned()
-            .collect()
+        self.state.lock().expect("sampler state").finished()
     }
 
     pub fn abort_at(&self) -> Option<Timestamp> {
@@ -54,10 +84,6 @@ impl Sampler {
     /// Finishes phases that ended by `now` even if no scrape came after their end.
     pub fn close_until(&self, now: Timestamp) {
         self.state.lock().expect("sampler state").recorder.close_until(now);
-    }
-
-    fn set_plan(&self, plan: Plan) {
-        self.state.lock().expect("sampler state").recorder.set_plan(plan);
     }
 }
 
@@ -79,25 +105,18 @@ impl Samplers {
         Ok(Self { http, interval, running: Mutex::new(HashMap::new()) })
     }
 
-    /// The sampler of `uid`, started if needed; an existing one adopts `plan` (aborts, edits).
-    pub fn ensure(&self, uid: &str, url: &str, plan: Plan, abort: Option<AbortRule>) -> Arc<Sampler> {
+    /// The sampler of `uid`, started if needed with `since` as the moment from which it watches (the
+    /// reconcile's start); an existing one adopts `url`, `plan` and `abort` (aborts, edits).
+    pub fn ensure(&self, uid: &str, url: &str, plan: Plan, abort: Option<AbortRule>, since: Timestamp) -> Arc<Sampler> {
         let mut running = self.running.lock().expect("samplers");
         if let Some(s) = running.get(uid) {
-            s.set_plan(plan);
+            s.state.lock().expect("sampler state").adopt(url, plan, abort);
             return s.clone();
         }
         let grace = SignedDuration::try_from(self.interval).unwrap_or(SignedDuration::ZERO) * 2;
-        let sampler = Arc::new(Sampler {
-            state: Mutex::new(State {
-                recorder: RunRecorder::new(plan, abort),
-                created: Timestamp::now(),
-                grace,
-                abort_at: None,
-                last_error: None,
-            }),
-            task: Mutex::new(None),
-        });
-        let task = tokio::spawn(scrape_loop(sampler.clone(), self.http.clone(), url.to_string(), self.interval));
+        let sampler =
+            Arc::new(Sampler { state: Mutex::new(State::new(url, plan, abort, since, grace)), task: Mutex::new(None) });
+        let task = tokio::spawn(scrape_loop(sampler.clone(), self.http.clone(), self.interval));
         *sampler.task.lock().expect("task") = Some(task);
         running.insert(uid.to_string(), sampler.clone());
         sampler
@@ -116,12 +135,15 @@ impl Samplers {
     }
 }
 
-async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, url: String, interval: Duration) {
+async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let end = sampler.state.lock().expect("sampler state").recorder.plan().end();
+        let (end, url) = {
+            let s = sampler.state.lock().expect("sampler state");
+            (s.recorder.plan().end(), s.url.clone())
+        };
         let now = Timestamp::now();
         // Bounded: the loop ends one interval after the run's planned end.
         if now > end + SignedDuration::try_from(interval).unwrap_or(SignedDuration::ZERO) {
@@ -149,4 +171,96 @@ async fn scrape(http: &reqwest::Client, url: &str) -> Result<client_metrics::Scr
     }
     let text = resp.text().await.map_err(|e| format!("scraping {url}: {e}"))?;
     client_metrics::parse(&text).map_err(|e| format!("scraping {url}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use chaoslab_core::api::{Phase, Phases};
+    use tokio::{io::AsyncWriteExt, net::TcpListener};
+
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::UNIX_EPOCH + SignedDuration::from_secs(s)
+    }
+
+    fn phases(secs: u64) -> Phases {
+        let p = format!("{secs}s").parse().unwrap();
+        Phases { stabilization: p, testing: p, recovery: p }
+    }
+
+    fn scrape(ok: f64) -> client_metrics::Scrape {
+        let text = format!("chaoslab_client_requests_total{{server=\"s\",outcome=\"success\"}} {ok}\n");
+        client_metrics::parse(&text).unwrap()
+    }
+
+    /// A phase is reported only if the sampler watched it from its start.
+    fn reported(created: Timestamp) -> Vec<Phase> {
+        let mut s = State::new("http://x", Plan::new(at(100), &phases(10)), None, created, SignedDuration::ZERO);
+        for t in (100..=111).step_by(1) {
+            s.recorder.record(at(t), scrape(t as f64));
+        }
+        s.finished().iter().map(|o| o.phase).collect()
+    }
+
+    #[test]
+    fn a_phase_is_reported_only_when_watched_from_its_start() {
+        // Admitted at 99.4 s: the run starts at the next whole second (100 s), after the sampler.
+        assert_eq!(reported(at(99) + SignedDuration::from_millis(400)), [Phase::Stabilization]);
+        // An operator restarted 3 s into Stabilization saw only part of it.
+        assert!(reported(at(103)).is_empty());
+    }
+
+    /// A metrics endpoint that counts its scrapes.
+    async fn endpoint() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = "chaoslab_client_requests_total{server=\"s\",outcome=\"success\"} 1\n";
+                let reply =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+        (url, hits)
+    }
+
+    async fn wait_for_hit(hits: &AtomicUsize) {
+        let before = hits.load(Ordering::SeqCst);
+        for _ in 0..100 {
+            if hits.load(Ordering::SeqCst) > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no scrape within 2 s");
+    }
+
+    #[tokio::test]
+    async fn edits_of_a_running_scenario_reach_its_sampler() {
+        let samplers = Samplers::new(Duration::from_millis(50)).unwrap();
+        let ((url_a, hits_a), (url_b, hits_b)) = (endpoint().await, endpoint().await);
+        let plan = Plan::new(Timestamp::now(), &phases(60));
+        samplers.ensure("u", &url_a, plan, None, Timestamp::now());
+        wait_for_hit(&hits_a).await;
+        // spec.client.metricsUrl, spec.abort and the phase lengths edited mid-run.
+        let rule = AbortRule { error_rate: 0.5, window: Duration::from_secs(3) };
+        let longer = Plan::new(plan.start, &phases(90));
+        let s = samplers.ensure("u", &url_b, longer, Some(rule), Timestamp::now());
+        wait_for_hit(&hits_b).await;
+        let scraped_a = hits_a.load(Ordering::SeqCst);
+        wait_for_hit(&hits_b).await;
+        assert!(hits_a.load(Ordering::SeqCst) <= scraped_a + 1, "the old URL is no longer scraped");
+        let state = s.state.lock().unwrap();
+        assert_eq!(state.recorder.plan().end(), longer.end());
+        assert_eq!(state.recorder.abort(), Some(rule));
+        drop(state);
+        samplers.stop("u");
+    }
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use chaoslab_core::{
     api::{ChaosScenario, Phase},
-    faults::{owner_of, owner_tag},
+    faults::{DesiredProxy, owner_of, owner_tag},
 };
-use chaoslab_toxiproxy::{Client as Toxiproxy, RetryPolicy};
+use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign, RetryPolicy};
 use kube::{Api, ResourceExt, api::ListParams};
 
 /// Sweeps the Toxiproxies that any scenario's status lists. Returns how many toxics it removed.
@@ -32,15 +32,16 @@ pub async fn sweep(api: &Api<ChaosScenario>, policy: RetryPolicy) -> Result<usiz
                 continue;
             }
         };
-        for t in toxics {
-            if owner_of(&t.name).is_some_and(|o| !testing.contains(o)) {
-                match client.delete_toxic(&proxy, &t.name).await {
-                    Ok(()) => {
-                        removed += 1;
-                        tracing::info!(%url, %proxy, toxic = %t.name, "sweep: removed a leftover toxic");
-                    }
-                    Err(e) => tracing::warn!("sweep: {e}"),
+        let stale: BTreeSet<&str> =
+            toxics.iter().filter_map(|t| owner_of(&t.name)).filter(|o| !testing.contains(*o)).collect();
+        // Released the way their own run would: a proxy such a run disabled is enabled again.
+        for owner in stale {
+            match client.converge(&proxy, &DesiredProxy::release(owner), Foreign::Keep).await {
+                Ok(report) => {
+                    removed += report.removed.len();
+                    tracing::info!(%url, %proxy, %owner, removed = ?report.removed, "sweep: released leftover faults");
                 }
+                Err(e) => tracing::warn!("sweep: {e}"),
             }
         }
     }

@@ -1,8 +1,9 @@
-//! Resolving a scenario's targets: the Toxiproxies it drives, in target order.
+//! Resolving a scenario's targets: the Toxiproxies it drives, in target order, and what identifies
+//! a proxy across spellings of its address.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
-use chaoslab_core::api::{ChaosScenario, Targets};
+use chaoslab_core::api::{ChaosScenario, TargetStatus, Targets};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client, api::ListParams};
 
@@ -14,27 +15,59 @@ pub struct Target {
     /// Toxiproxy admin URL.
     pub url: String,
     pub proxy: String,
+    /// The pod's uid, for selector targets.
+    pub pod_uid: Option<String>,
 }
 
-/// Keys that identify a scenario's targets before they are resolved (from the spec alone), so
-/// scenarios that have not been reconciled yet still queue in creation order.
-pub fn spec_keys(ns: &str, t: &Targets) -> BTreeSet<String> {
-    match (&t.endpoints, &t.selector) {
-        (Some(eps), _) => eps.iter().map(|e| format!("{}#{}", e.url, e.proxy.as_deref().unwrap_or(&t.proxy))).collect(),
-        (None, Some(sel)) => {
-            let sel = serde_json::to_string(sel).unwrap_or_default();
-            [format!("selector:{ns}/{sel}:{}#{}", t.admin_port, t.proxy)].into()
+/// The keys that identify one proxy: `ip:port#proxy` for every address the admin URL's host
+/// resolves to, so that `localhost`, `127.0.0.1` and a DNS name of a pod's IP are the same proxy.
+/// A host that does not resolve (within 2 s) keeps its spelled key.
+pub async fn identities(url: &str, proxy: &str) -> BTreeSet<String> {
+    let Ok(parsed) = reqwest::Url::parse(url) else { return [format!("{url}#{proxy}")].into() };
+    let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']).to_ascii_lowercase();
+    let port = parsed.port_or_known_default().unwrap_or(0);
+    let spelled = || [format!("{host}:{port}#{proxy}")].into();
+    match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((host.as_str(), port))).await {
+        Ok(Ok(addrs)) => {
+            let keys: BTreeSet<String> =
+                addrs.map(|a| format!("{}:{}#{proxy}", a.ip().to_canonical(), a.port())).collect();
+            if keys.is_empty() { spelled() } else { keys }
         }
-        (None, None) => BTreeSet::new(),
+        _ => spelled(),
     }
 }
 
-/// All keys of a scenario: from its spec and from the targets its status recorded.
-pub fn scenario_keys(s: &ChaosScenario) -> BTreeSet<String> {
-    let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-    let mut keys = spec_keys(ns, &s.spec.targets);
-    if let Some(st) = &s.status {
-        keys.extend(st.targets.iter().map(|t| format!("{}#{}", t.endpoint, t.proxy)));
+/// Whether the pod an entry's Toxiproxy ran in is gone (deleted, or replaced by a new pod of the
+/// same name): a Toxiproxy keeps its toxics in memory, so they went with it.
+pub async fn pod_gone(client: &Client, ns: &str, entry: &TargetStatus) -> bool {
+    let Some(uid) = &entry.pod_uid else { return false };
+    match Api::<Pod>::namespaced(client.clone(), ns).get_opt(&entry.name).await {
+        Ok(None) => true,
+        Ok(Some(p)) => p.metadata.uid.as_ref() != Some(uid),
+        Err(_) => false,
+    }
+}
+
+/// The key of a selector before it is resolved: scenarios with the same selector will drive the
+/// same pods, so they queue in creation order even before either is resolved.
+fn selector_key(ns: &str, t: &Targets) -> Option<String> {
+    let sel = serde_json::to_string(t.selector.as_ref()?).unwrap_or_default();
+    Some(format!("selector:{ns}/{sel}:{}#{}", t.admin_port, t.proxy))
+}
+
+/// Every key of what a scenario drives or may drive: the proxies `resolved` now, those its record
+/// holds, its spec's endpoints (all by [`identities`]) and its selector.
+pub async fn keys(ns: &str, spec: &Targets, record: &[TargetStatus], resolved: &[Target]) -> BTreeSet<String> {
+    let mut proxies: BTreeSet<(String, String)> = BTreeSet::new();
+    for e in spec.endpoints.iter().flatten() {
+        proxies
+            .insert((e.url.trim_end_matches('/').to_string(), e.proxy.clone().unwrap_or_else(|| spec.proxy.clone())));
+    }
+    proxies.extend(record.iter().map(|e| (e.endpoint.clone(), e.proxy.clone())));
+    proxies.extend(resolved.iter().map(|t| (t.url.clone(), t.proxy.clone())));
+    let mut keys: BTreeSet<String> = selector_key(ns, spec).into_iter().collect();
+    for (url, proxy) in proxies {
+        keys.extend(identities(&url, &proxy).await);
     }
     keys
 }
@@ -70,6 +103,7 @@ pub async fn resolve(client: &Client, s: &ChaosScenario) -> Result<Vec<Target>, 
                 name: e.name.clone(),
                 url: e.url.trim_end_matches('/').to_string(),
                 proxy: e.proxy.clone().unwrap_or_else(|| t.proxy.clone()),
+                pod_uid: None,
             })
             .collect());
     }
@@ -92,7 +126,12 @@ pub async fn resolve(client: &Client, s: &ChaosScenario) -> Result<Vec<Target>, 
                 .as_ref()
                 .and_then(|s| s.pod_ip.clone())
                 .ok_or_else(|| format!("target pod {name} has no IP yet (is it running?)"))?;
-            Ok(Target { url: admin_url(&ip, t.admin_port), name, proxy: t.proxy.clone() })
+            Ok(Target {
+                url: admin_url(&ip, t.admin_port),
+                name,
+                proxy: t.proxy.clone(),
+                pod_uid: p.metadata.uid.clone(),
+            })
         })
         .collect()
 }
@@ -129,7 +168,20 @@ mod tests {
     fn same_selector_same_key() {
         let sel =
             LabelSelector { match_labels: Some([("a".to_string(), "b".to_string())].into()), match_expressions: None };
-        assert_eq!(spec_keys("ns", &targets(sel.clone())), spec_keys("ns", &targets(sel.clone())));
-        assert_ne!(spec_keys("ns", &targets(sel.clone())), spec_keys("other", &targets(sel)));
+        assert_eq!(selector_key("ns", &targets(sel.clone())), selector_key("ns", &targets(sel.clone())));
+        assert_ne!(selector_key("ns", &targets(sel.clone())), selector_key("other", &targets(sel)));
+    }
+
+    #[tokio::test]
+    async fn one_proxy_has_one_identity_however_its_address_is_spelled() {
+        let by_ip = identities("http://127.0.0.1:8474", "backend").await;
+        assert_eq!(by_ip, ["127.0.0.1:8474#backend".to_string()].into());
+        let by_name = identities("http://localhost:8474/", "backend").await;
+        assert!(!by_name.is_disjoint(&by_ip), "localhost is 127.0.0.1: {by_name:?}");
+        assert!(identities("http://127.0.0.1:8474", "other").await.is_disjoint(&by_ip), "another proxy");
+        assert!(identities("http://127.0.0.1:8475", "backend").await.is_disjoint(&by_ip), "another port");
+        assert_eq!(identities("http://[::ffff:127.0.0.1]:8474", "backend").await, by_ip);
+        let unknown = identities("http://no-such-host.invalid:8474", "backend").await;
+        assert_eq!(unknown, ["no-such-host.invalid:8474#backend".to_string()].into());
     }
 }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use chaoslab_core::{
-    catalog::{latency, loss},
+    catalog::{down, latency, loss},
     faults::{DesiredProxy, desired_for},
     toxic::{Stream, Toxic, ToxicType},
 };
@@ -191,23 +191,52 @@ async fn converge_is_idempotent_and_leaves_foreign_toxics_alone() {
     assert_eq!(c.toxic("backend", &lat2.toxics[0].name).await.unwrap().attributes["latency"], 300);
 
     // Clean with Keep: only ours go. Clean with Remove: the lab's reset.
-    c.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap();
+    c.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
     let left = c.toxics("backend").await.unwrap();
     assert!(left.len() == 1 && left[0].same_effect(&foreign_latency()), "{left:?}");
-    c.converge("backend", &DesiredProxy::clean(), Foreign::Remove).await.unwrap();
+    c.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Remove).await.unwrap();
     assert!(c.toxics("backend").await.unwrap().is_empty());
 
     // Down, then back up.
-    let down = DesiredProxy { enabled: false, toxics: vec![] };
-    assert!(c.converge("backend", &down, Foreign::Keep).await.unwrap().toggled);
+    assert!(c.converge("backend", &desired_for(&down(0), OWNER), Foreign::Keep).await.unwrap().toggled);
     assert!(!c.proxy("backend").await.unwrap().enabled);
-    assert!(c.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap().toggled);
+    assert!(c.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap().toggled);
+}
+
+#[tokio::test]
+async fn a_run_only_ever_undoes_its_own_faults() {
+    let lab = lab().await;
+    let c = &lab.client;
+    let (a, b) = ("aaaa1111", "bbbb2222");
+    // Run a holds 100 % loss and a down; run b, which shares the proxy, lets go of it (deleted while
+    // queued behind a, or long finished).
+    let mut fault = loss(0, 100.0);
+    fault.down = Some(true);
+    c.converge("backend", &desired_for(&fault, a), Foreign::Keep).await.unwrap();
+    let released = c.converge("backend", &DesiredProxy::release(b), Foreign::Keep).await.unwrap();
+    assert!(!released.changed(), "b changed a's faults: {released:?}");
+    assert_eq!(released.others.len(), 3, "a's two loss toxics and its down marker: {released:?}");
+    let proxy = c.proxy("backend").await.unwrap();
+    assert!(!proxy.enabled, "b cannot undo a's down");
+    assert_eq!(proxy.toxics.len(), 3);
+
+    // a lets go: its marker says it disabled the proxy, so it enables it again.
+    let released = c.converge("backend", &DesiredProxy::release(a), Foreign::Keep).await.unwrap();
+    assert!(released.toggled && released.enabled, "{released:?}");
+    let proxy = c.proxy("backend").await.unwrap();
+    assert!(proxy.enabled && proxy.toxics.is_empty(), "{proxy:?}");
+
+    // A proxy someone else disabled stays disabled when a run lets go.
+    c.set_enabled("backend", false).await.unwrap();
+    let released = c.converge("backend", &DesiredProxy::release(a), Foreign::Keep).await.unwrap();
+    assert!(!released.toggled && !released.enabled);
+    assert!(!c.proxy("backend").await.unwrap().enabled);
 }
 
 #[tokio::test]
 async fn converge_on_a_missing_proxy_names_it() {
     let lab = lab().await;
-    let err = lab.client.converge("missing", &DesiredProxy::clean(), Foreign::Keep).await.unwrap_err();
+    let err = lab.client.converge("missing", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap_err();
     assert!(err.is_not_found() && err.to_string().contains("/proxies/missing"), "{err}");
 }
 
@@ -224,7 +253,7 @@ async fn full_packet_loss_blackholes_until_removed() {
     // Existing connections are blackholed too.
     assert!(ping(&mut before, Duration::from_millis(500)).is_err());
 
-    lab.client.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
     let mut after = connect(lab.listen).unwrap();
     ping(&mut after, Duration::from_secs(2)).expect("replies again once the toxic is removed");
 }
@@ -250,9 +279,9 @@ async fn down_refuses_connections_and_up_accepts_again() {
     // Its own loopback address: once disabled, the port is free, and a listener another test binds
     // on 127.0.0.1:0 could take it and accept.
     let lab = lab_at(loopback_ip()).await;
-    lab.client.converge("backend", &DesiredProxy { enabled: false, toxics: vec![] }, Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &desired_for(&down(0), OWNER), Foreign::Keep).await.unwrap();
     let err = connect(lab.listen).expect_err("a disabled proxy refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
-    lab.client.converge("backend", &DesiredProxy::clean(), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
     ping(&mut connect(lab.listen).unwrap(), Duration::from_secs(2)).unwrap();
 }
