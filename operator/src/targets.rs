@@ -41,9 +41,10 @@ pub async fn identities(url: &str, proxy: &str) -> BTreeSet<String> {
 /// same name): a Toxiproxy keeps its toxics in memory, so they went with it.
 pub async fn pod_gone(client: &Client, ns: &str, entry: &TargetStatus) -> bool {
     let Some(uid) = &entry.pod_uid else { return false };
-    match Api::<Pod>::namespaced(client.clone(), ns).get_opt(&entry.name).await {
-        Ok(None) => true,
-        Ok(Some(p)) => p.metadata.uid.as_ref() != Some(uid),
+    // A list by name, not a get: the operator's role lists pods and needs nothing more.
+    let by_name = ListParams::default().fields(&format!("metadata.name={}", entry.name));
+    match Api::<Pod>::namespaced(client.clone(), ns).list(&by_name).await {
+        Ok(pods) => !pods.items.iter().any(|p| p.metadata.uid.as_ref() == Some(uid)),
         Err(_) => false,
     }
 }

@@ -2,160 +2,21 @@
 //! is a loopback address where a real toxiproxy-server fronts a real redis-server, and the real
 //! chaoslab-loadgen as the client under test. Each test runs its own operator on its own namespace.
 
+mod common;
+
 use std::{
-    collections::BTreeMap,
     process::Command,
     time::{Duration, Instant},
 };
 
-use chaoslab_core::{
-    api::{ChaosScenario, Phase, Verdict, crd_yaml},
-    faults::owner_of,
-};
-use chaoslab_testenv::{
-    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, install_crd, loopback_ip, namespace, ready_pod,
-    wait_for_port, workspace_bin,
-};
-use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
+use chaoslab_core::api::{ChaosScenario, Phase, Verdict};
+use chaoslab_testenv::{ControlPlane, Managed, free_port};
+use common::*;
 use kube::{
-    Api, Client,
+    Api,
     api::{DeleteParams, PostParams},
 };
 use serde_json::json;
-
-const LABEL: &str = "app.kubernetes.io/component";
-
-/// One backend "pod": redis behind a toxiproxy whose admin API listens on the pod's loopback IP.
-struct Backend {
-    _redis: RedisServer,
-    toxiproxy: ToxiproxyServer,
-    /// Where the proxy listens (what the client connects to).
-    listen: String,
-}
-
-impl Backend {
-    fn client(&self) -> Toxiproxy {
-        Toxiproxy::new(&self.toxiproxy.url()).unwrap()
-    }
-}
-
-async fn backends(client: &Client, ns: &str, n: usize, admin_port: u16) -> Vec<Backend> {
-    let mut out = Vec::new();
-    for i in 0..n {
-        let redis = RedisServer::start();
-        let ip = loopback_ip();
-        let toxiproxy = ToxiproxyServer::start_at(ip, admin_port);
-        let listen = format!("127.0.0.1:{}", free_port());
-        Toxiproxy::new(&toxiproxy.url())
-            .unwrap()
-            .create_proxy(&NewProxy {
-                name: "backend".into(),
-                listen: listen.clone(),
-                upstream: redis.addr(),
-                enabled: None,
-            })
-            .await
-            .unwrap();
-        let labels = BTreeMap::from([(LABEL.to_string(), "backend".to_string())]);
-        ready_pod(client, ns, &format!("backend-{i}"), labels, &ip.to_string()).await;
-        out.push(Backend { _redis: redis, toxiproxy, listen });
-    }
-    out
-}
-
-fn operator(ns: &str) -> Managed {
-    let cp = ControlPlane::shared();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaoslab-operator"));
-    cmd.args(["run", "--namespace", ns, "--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--sample-interval", "500ms", "--toxiproxy-timeout", "2s"])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .env("RUST_LOG", "info,kube=warn,chaoslab_operator=debug,chaoslab_toxiproxy=debug");
-    Managed::spawn(&format!("operator-{ns}"), cmd)
-}
-
-/// The real chaoslab-loadgen binary, bounded to 90 s, exporting metrics on a free port. At a fixed
-/// rate (open model): closed-loop workers at full speed in every test running in parallel starved
-/// the operators and the apiserver on two cores (reconciles of 2 s and 15 s, phases applied late).
-/// 1500 ops/s still gives each server hundreds of calls per breaker window.
-fn loadgen(backends: &[Backend]) -> (Managed, String) {
-    let bin = workspace_bin("chaoslab-loadgen");
-    let port = free_port();
-    let targets: Vec<&str> = backends.iter().map(|b| b.listen.as_str()).collect();
-    let mut cmd = Command::new(bin);
-    cmd.args(["--targets", &targets.join(","), "--rate", "1500", "--concurrency", "16", "--max-procs", "2"])
-        .args(["--duration", "90s"])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
-    let lg = Managed::spawn("loadgen", cmd);
-    // Up before a scenario starts, so that the operator observes Stabilization from its start.
-    assert!(wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10)), "loadgen:\n{}", lg.log_tail());
-    (lg, format!("http://127.0.0.1:{port}/metrics"))
-}
-
-fn scenario(
-    name: &str,
-    template: &str,
-    admin_port: u16,
-    metrics: Option<&str>,
-    phases: (&str, &str, &str),
-) -> ChaosScenario {
-    let mut spec = json!({
-        "template": template,
-        "targets": {"selector": {"matchLabels": {LABEL: "backend"}}, "adminPort": admin_port},
-        "phases": {"stabilization": phases.0, "testing": phases.1, "recovery": phases.2},
-    });
-    if let Some(url) = metrics {
-        spec["client"] = json!({"metricsUrl": url});
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap()
-}
-
-async fn setup(prefix: &str) -> (Client, String, Api<ChaosScenario>) {
-    let client = ControlPlane::shared().client().await;
-    install_crd(&client, &crd_yaml()).await;
-    let ns = namespace(&client, prefix).await;
-    let api = Api::namespaced(client.clone(), &ns);
-    (client, ns, api)
-}
-
-/// Polls until `done` holds for the scenario, or panics after `limit` with its last status.
-async fn wait_for(
-    api: &Api<ChaosScenario>,
-    name: &str,
-    limit: Duration,
-    done: impl Fn(&ChaosScenario) -> bool,
-) -> ChaosScenario {
-    let start = Instant::now();
-    loop {
-        let s = api.get_opt(name).await.unwrap();
-        if let Some(s) = &s
-            && done(s)
-        {
-            return s.clone();
-        }
-        assert!(start.elapsed() < limit, "{name} not there after {limit:?}: {:#?}", s.and_then(|s| s.status));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn phase(s: &ChaosScenario) -> Option<Phase> {
-    s.status.as_ref().and_then(|st| st.phase)
-}
-
-async fn chaoslab_toxics(backends: &[Backend]) -> Vec<String> {
-    let mut left = Vec::new();
-    for b in backends {
-        for t in b.client().toxics("backend").await.unwrap() {
-            if owner_of(&t.name).is_some() {
-                left.push(t.name);
-            }
-        }
-    }
-    left
-}
 
 async fn run_to_verdict(template: &str) {
     let (client, ns, api) = setup("e2e").await;

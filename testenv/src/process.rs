@@ -39,6 +39,23 @@ impl Managed {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// Freezes the process (SIGSTOP), like a hung peer: its sockets stay open and nothing answers.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid; it is reaped only by `kill` below.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
     /// Kills the process now (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
