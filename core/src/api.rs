@@ -133,7 +133,8 @@ pub struct Fault {
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PacketLoss {
-    /// Share of connections blackholed, 0–100.
+    /// Share of connections blackholed (their requests get no reply), 0–100; at 100 every
+    /// connection drops data both ways.
     #[schemars(range(min = 0.0, max = 100.0))]
     pub percent: f64,
 }

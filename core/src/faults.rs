@@ -68,17 +68,26 @@ pub fn is_down_marker(toxic_name: &str, owner: &str) -> bool {
     toxic_name == name(owner, DOWN, Stream::Upstream)
 }
 
+/// Each loss toxic's toxicity for `percent` % of connections blackholed. Toxiproxy draws every
+/// toxic independently per connection and either direction's blackhole loses the replies, so each
+/// gets q with 1 − (1 − q)² = p (q = p would blackhole 51 % of connections for 30 %).
+fn loss_toxicity(percent: f64) -> f64 {
+    let p = (percent / 100.0).clamp(0.0, 1.0);
+    1.0 - (1.0 - p).sqrt()
+}
+
 /// The proxy state one fault asks for, with toxics named for `owner`.
 pub fn desired_for(fault: &Fault, owner: &str) -> DesiredProxy {
     let mut toxics = Vec::new();
     if let Some(loss) = &fault.packet_loss {
         // A blackhole: timeout 0 drops data and never closes, on both directions.
+        let toxicity = loss_toxicity(loss.percent);
         for stream in [Stream::Upstream, Stream::Downstream] {
             toxics.push(Toxic {
                 name: name(owner, "loss", stream),
                 kind: ToxicType::Timeout,
                 stream,
-                toxicity: (loss.percent / 100.0).clamp(0.0, 1.0),
+                toxicity,
                 attributes: [("timeout".to_string(), 0)].into(),
             });
         }
@@ -133,9 +142,17 @@ mod tests {
     }
 
     #[test]
-    fn partial_loss_sets_toxicity() {
-        let d = desired_for(&loss(1, 30.0), "o");
-        assert!(d.toxics.iter().all(|t| (t.toxicity - 0.3).abs() < 1e-12));
+    fn partial_loss_blackholes_that_share_of_connections() {
+        for percent in [0.0, 1.0, 10.0, 30.0, 50.0, 90.0, 99.9, 100.0] {
+            let d = desired_for(&loss(1, percent), "o");
+            let streams: Vec<Stream> = d.toxics.iter().map(|t| t.stream).collect();
+            assert_eq!(streams, [Stream::Upstream, Stream::Downstream]);
+            let q = d.toxics[0].toxicity;
+            assert_eq!(d.toxics[1].toxicity, q);
+            // Drawn independently per connection: blackholed if either draw hits.
+            let either = 1.0 - (1.0 - q) * (1.0 - q);
+            assert!((either - percent / 100.0).abs() < 1e-9, "{percent} %: toxicity {q} blackholes {either}");
+        }
     }
 
     #[test]

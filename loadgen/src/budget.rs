@@ -1,10 +1,10 @@
-//! The retry budget: retries may add at most `ratio` of the requests, plus a small floor of
+//! The retry budget: retries may add at most `ratio` to the requests, plus a small floor of
 //! `min_per_sec` so that a client with little traffic can still retry, and at most `burst` retries
 //! can be saved up. Without a budget, retries double the load on a cluster exactly when it is
 //! failing (a retry storm); with one, they stay a bounded fraction of it.
 //!
-//! Pure: the caller passes the time and the number of requests sent so far (a counter it keeps
-//! anyway), so deposits cost nothing on the success path.
+//! Pure: the caller passes the time and the number of first attempts sent so far (from counters
+//! it keeps anyway), so deposits cost nothing on the success path.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub struct RetryConfig {
     /// At most one retry per request; set false to never retry.
     pub enabled: bool,
-    /// Retries allowed per request sent (0.2 = retries add at most 20 %).
+    /// Retries allowed per first attempt (0.2 = retries add at most 20 % to the requests).
     pub ratio: f64,
     /// Retries allowed per second whatever the traffic.
     pub min_per_sec: f64,
@@ -39,8 +39,8 @@ impl RetryBudget {
         Self { cfg, balance: 0.0, seen_requests: 0, last: None }
     }
 
-    /// Takes one retry from the budget if there is one. `requests` is the number of requests sent
-    /// so far (monotonic).
+    /// Takes one retry from the budget if there is one. `requests` is the number of first attempts
+    /// sent so far, retries excluded; a value below an earlier one deposits nothing.
     pub fn try_withdraw(&mut self, now: Instant, requests: u64) -> bool {
         if !self.cfg.enabled {
             return false;
@@ -80,6 +80,7 @@ mod tests {
         let mut b = RetryBudget::new(cfg(0.2, 0.0, 1000.0));
         assert_eq!(drain(&mut b, t0, 100), 20);
         assert_eq!(drain(&mut b, t0, 100), 0, "the same requests do not pay twice");
+        assert_eq!(drain(&mut b, t0, 90), 0, "nor do they after a dip");
         assert_eq!(drain(&mut b, t0, 150), 10);
     }
 

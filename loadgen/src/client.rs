@@ -174,8 +174,12 @@ impl Client {
     }
 
     fn retry_allowed(&self) -> bool {
-        let sent = self.servers.iter().map(|s| s.metrics.sent()).sum();
-        lock(&self.budget).try_withdraw(Instant::now(), sent)
+        // Only first attempts fund the budget: if retries funded it too, they could reach
+        // ratio / (1 - ratio) of the operations (25 % instead of 20 %). A retry is counted here
+        // before it is sent, so this can dip below an earlier value; the budget waits that out.
+        let sent: u64 = self.servers.iter().map(|s| s.metrics.sent()).sum();
+        let first_attempts = sent.saturating_sub(self.retries.load(Relaxed));
+        lock(&self.budget).try_withdraw(Instant::now(), first_attempts)
     }
 
     fn pick(&self, exclude: u64, rng: &mut fastrand::Rng) -> Pick {

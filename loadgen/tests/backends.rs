@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use chaoslab_loadgen::{Config, Outcome, Target, conn::Conn, resp::Frame, resp_server};
+use chaoslab_loadgen::{Config, Outcome, RetryConfig, Target, conn::Conn, resp::Frame, resp_server};
 use chaoslab_testenv::{RedisServer, free_port};
 use common::eventually;
 use tokio::{
@@ -111,6 +111,25 @@ async fn a_server_answering_garbage_is_an_error_not_a_panic() {
     assert!(summary.failures < 100, "{text}");
     assert!(summary.servers[0].successes > 2800, "{text}");
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_add_at_most_the_budget_ratio_of_the_operations() {
+    // Every request fails, so every operation asks for a retry: only the budget holds them back.
+    let failing = [answering(b"-ERR down\r\n").await, answering(b"-ERR down\r\n").await];
+    let mut c = config(&[&failing[0], &failing[1]]);
+    c.requests = Some(5000);
+    c.breaker.minimum_calls = u32::MAX; // keep the breakers closed: this is about the budget
+    c.retry = RetryConfig { enabled: true, ratio: 0.2, min_per_sec: 0.0, burst: 1e6 };
+    let summary = common::start(c).await.run.wait().await;
+    let text = summary.to_text();
+    assert_eq!((summary.ops, summary.failures), (5000, 5000), "{text}");
+    let share = summary.retries as f64 / summary.ops as f64;
+    assert!(
+        (0.19..=0.205).contains(&share),
+        "--retry-budget-ratio 0.2: retries add at most 20 % to the operations, got {:.1} %: {text}",
+        100.0 * share
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
