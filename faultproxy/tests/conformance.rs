@@ -324,7 +324,7 @@ async fn full_loss_blackholes_until_removed(kind: Kind) {
 async fn partial_loss_is_drawn_per_connection(kind: Kind) {
     let lab = lab(kind).await;
     lab.client.converge("backend", &desired_for(&loss(0, 50.0), OWNER), Foreign::Keep).await.unwrap();
-    // Each connection draws twice (upstream, downstream): about a quarter answer.
+    // Half the connections are blackholed (each direction drawn on its own, see faults::loss_toxicity).
     let pings = (0..48).map(|_| async {
         let mut c = connect(lab.listen).await.unwrap();
         ping(&mut c, Duration::from_millis(700)).await.is_ok()
