@@ -29,12 +29,13 @@ pub enum State {
 }
 
 /// The state of a scenario with `status`; `deleting` once it has a deletionTimestamp, `just_admitted`
-/// when this process admitted it and the cache may not show it yet.
+/// when this process admitted it and the cached status may not show it yet.
 pub fn state(status: Option<&ChaosScenarioStatus>, deleting: bool, just_admitted: bool) -> State {
     let default = ChaosScenarioStatus::default();
     let st = status.unwrap_or(&default);
     let over = st.phase.is_some_and(|p| p.is_terminal()) || deleting;
-    if just_admitted || !crate::record::settled(&st.targets) || (st.started_at.is_some() && !over) {
+    let admitted = st.started_at.is_some() || just_admitted;
+    if !crate::record::settled(&st.targets) || (admitted && !over) {
         State::Holds
     } else if over {
         State::Done
@@ -128,6 +129,7 @@ mod tests {
         assert_eq!(state(Some(&status(Phase::Pending, at(1), false)), false, false), State::Holds);
         assert_eq!(state(Some(&status(Phase::Testing, at(1), false)), false, false), State::Holds);
         assert_eq!(state(Some(&status(Phase::Completed, at(1), false)), false, false), State::Done);
+        assert_eq!(state(Some(&status(Phase::Completed, at(1), false)), false, true), State::Done, "over is over");
         assert_eq!(state(Some(&status(Phase::Testing, at(1), false)), true, false), State::Done);
         // A run that ended with faults it could not remove keeps its proxies until they are removed.
         assert_eq!(state(Some(&status(Phase::Failed, at(1), true)), false, false), State::Holds);

@@ -323,10 +323,14 @@ async fn admit(
         commit(ctx, obj, old, new).await?;
         return Ok(None);
     }
-    // Keep the map small: the cache shows a run's status within seconds.
-    if admitted.len() >= 256 {
-        admitted.clear();
-    }
+    // The cache shows an admission within seconds: only what it does not show yet is kept.
+    let cached: HashMap<String, bool> = ctx
+        .store
+        .state()
+        .iter()
+        .map(|s| (s.uid().unwrap_or_default(), s.status.as_ref().is_some_and(|st| st.started_at.is_some())))
+        .collect();
+    admitted.retain(|uid, _| cached.get(uid) == Some(&false));
     admitted.insert(me.uid, me.proxies);
     Ok(Some(start_of_run(now)))
 }

@@ -9,7 +9,7 @@ use chaoslab_core::{
     api::{ChaosScenario, Phase},
     faults::owner_of,
 };
-use chaoslab_testenv::{RedisServer, ToxiproxyServer};
+use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port};
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use common::*;
 use k8s_openapi::api::{core::v1::Pod, events::v1::Event};
