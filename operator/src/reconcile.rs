@@ -176,8 +176,13 @@ async fn commit(
     Ok(())
 }
 
-/// How often a scenario whose faults could not all be removed tries again.
-const LEFTOVER_RETRY: Duration = Duration::from_secs(10);
+/// How soon a finished scenario whose faults could not all be removed tries again: every 10 s at
+/// first, then less often the longer its Toxiproxy stays away (a quarter of the time since the
+/// run ended, at most every 5 min).
+fn leftover_retry(ended: Option<Timestamp>, now: Timestamp) -> Duration {
+    let since = ended.map(|e| now.duration_since(e).unsigned_abs()).unwrap_or_default();
+    (since / 4).clamp(Duration::from_secs(10), Duration::from_secs(300))
+}
 
 /// Ends the run as Failed with `message`, releasing every proxy of `record` (whose first `current`
 /// entries are the current targets). What cannot be released stays in the record, and the run
@@ -212,7 +217,7 @@ async fn fail(
     };
     let settled = record::settled(&new.targets);
     commit(ctx, obj, old, new).await?;
-    Ok(if settled { Action::await_change() } else { Action::requeue(LEFTOVER_RETRY) })
+    Ok(if settled { Action::await_change() } else { Action::requeue(leftover_retry(Some(now), now)) })
 }
 
 /// A finished run: retries releasing the proxies that may still hold its faults, until none does.
@@ -232,7 +237,8 @@ async fn settle(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus) -
         tracing::warn!(scenario = %scenario_key(obj), "faults left on the targets: {}", errors.join("; "));
     }
     commit(ctx, obj, old, ChaosScenarioStatus { targets: record, ..old.clone() }).await?;
-    Ok(if settled { Action::await_change() } else { Action::requeue(LEFTOVER_RETRY) })
+    let ended = old.completed_at.as_ref().map(|t| t.0);
+    Ok(if settled { Action::await_change() } else { Action::requeue(leftover_retry(ended, Timestamp::now())) })
 }
 
 fn ns(obj: &ChaosScenario) -> String {
@@ -522,4 +528,29 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
     ctx.metrics.scenario.forget(&key, &held);
     tracing::info!(scenario = %key, "deleted: toxics removed");
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millisecond(ms).unwrap()
+    }
+
+    #[test]
+    fn a_run_starts_at_the_next_whole_second_never_before_its_admission() {
+        assert_eq!(start_of_run(at(99_400)), at(100_000));
+        assert_eq!(start_of_run(at(100_000)), at(100_000));
+        assert_eq!(start_of_run(at(100_001)), at(101_000));
+    }
+
+    #[test]
+    fn leftovers_are_retried_less_often_the_longer_a_target_stays_away() {
+        let ended = Some(at(0));
+        assert_eq!(leftover_retry(ended, at(5_000)), Duration::from_secs(10));
+        assert_eq!(leftover_retry(ended, at(200_000)), Duration::from_secs(50));
+        assert_eq!(leftover_retry(ended, at(86_400_000)), Duration::from_secs(300));
+        assert_eq!(leftover_retry(None, at(5_000)), Duration::from_secs(10));
+    }
 }
