@@ -442,9 +442,15 @@ async fn the_charts_one_replica_rolling_update_gets_the_new_pod_ready_and_hands_
     let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text).map(|d| Value::deserialize(d).unwrap()).collect();
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("the operator Deployment");
     assert_eq!(deployment["spec"]["replicas"], 1);
+    // Kubernetes' defaults where the chart sets nothing: RollingUpdate, maxUnavailable 25 % (rounded down).
     let strategy = &deployment["spec"]["strategy"];
-    assert_eq!(strategy["type"], "RollingUpdate", "{strategy}");
-    assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0, "the old pod stays until the new one is Ready");
+    assert_eq!(strategy["type"].as_str().unwrap_or("RollingUpdate"), "RollingUpdate", "{strategy}");
+    let unavailable = match &strategy["rollingUpdate"]["maxUnavailable"] {
+        Value::Null => 0, // 25 % of 1
+        Value::String(p) => p.trim_end_matches('%').parse::<i64>().unwrap() / 100,
+        v => v.as_i64().unwrap(),
+    };
+    assert_eq!(unavailable, 0, "the old pod stays until the new one is Ready: {strategy}");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let probe = container["readinessProbe"]["httpGet"]["path"].as_str().unwrap().to_string();
     assert!(container["args"].as_array().unwrap().iter().any(|a| a == "--leader-election"));
