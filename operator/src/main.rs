@@ -66,6 +66,9 @@ struct RunArgs {
     lease_duration: Duration,
 }
 
+/// How long the controller may take to stop after SIGTERM (the pod's grace period is 30 s by default).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     s.parse::<chaoslab_core::duration::PhaseDuration>().map(|d| d.0).map_err(|e| e.to_string())
 }
@@ -202,8 +205,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         toxiproxy_policy: policy,
         leadership: leadership.clone(),
     };
-    tracing::info!(namespace = config.namespace.as_deref().unwrap_or("(all)"), "watching ChaosScenarios");
-    let result = controller::run(client, config, metrics.clone(), stop).await;
+    // A stop asked before the controller's cache is filled would never end its graceful shutdown
+    // (kube-runtime holds it until the store is ready, and the watch that fills it stops with the
+    // signal): then do not start it, and bound the graceful shutdown anyway, so that a stopping
+    // leader (a rolling update's old pod) releases the Lease before it is killed.
+    let result = if *stop_rx.borrow() {
+        Ok(())
+    } else {
+        tracing::info!(namespace = config.namespace.as_deref().unwrap_or("(all)"), "watching ChaosScenarios");
+        let mut rx = stop_rx.clone();
+        tokio::select! {
+            r = controller::run(client, config, metrics.clone(), stop) => r,
+            _ = async move {
+                let _ = rx.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("the controller did not stop within {SHUTDOWN_GRACE:?} of the signal; stopping it");
+                Ok(())
+            }
+        }
+    };
     if let (Some(e), Some(holding)) = (&elector, holding) {
         // Stop renewing first, so that the released lease is not taken again by this process.
         holding.abort();

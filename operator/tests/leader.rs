@@ -471,10 +471,15 @@ async fn the_charts_one_replica_rolling_update_gets_the_new_pod_ready_and_hands_
     assert_eq!(holder(&leases).await.as_deref(), Some("old"));
     assert_eq!(leader_metric(p_new).await, Some(0));
 
-    // The rollout goes on: the old pod is stopped (SIGTERM, as the kubelet does).
+    // The rollout goes on: the old pod, running (watching) by now, is stopped (SIGTERM, as the kubelet does).
+    until(Duration::from_secs(10), "the old pod watches", &old, || async {
+        std::fs::read_to_string(&old.log).unwrap_or_default().contains("watching ChaosScenarios")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let t1 = Instant::now();
     assert!(Command::new("kill").args(["-TERM", &old.pid().to_string()]).status().unwrap().success());
-    until(Duration::from_secs(10), "the new pod leads", &new, || async {
+    until(Duration::from_secs(10), "the new pod leads (the old pod's log below)", &old, || async {
         holder(&leases).await.as_deref() == Some("new") && leader_metric(p_new).await == Some(1)
     })
     .await;
