@@ -34,6 +34,9 @@ pub struct Config {
     /// How often a Queued scenario looks again.
     pub queue_poll: Duration,
     pub toxiproxy_policy: RetryPolicy,
+    /// Whether this process still leads: ask `holds_for` before writing to a Toxiproxy.
+    #[allow(dead_code, reason = "read by the reconciles' lease-expiry guard, wired in reconcile.rs separately")]
+    pub leadership: crate::leader::Leadership,
 }
 
 pub struct Context {

@@ -67,6 +67,9 @@ struct RunArgs {
     lease_duration: Duration,
 }
 
+/// How long the controller may take to stop after SIGTERM (the pod's grace period is 30 s by default).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     s.parse::<chaoslab_core::duration::PhaseDuration>().map(|d| d.0).map_err(|e| e.to_string())
 }
@@ -107,6 +110,21 @@ async fn shutdown_signal() {
     }
 }
 
+/// Waits until the apiserver answers (a bounded call, retried): what `/readyz` reports.
+async fn reach_apiserver(client: &kube::Client) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+            Ok(Ok(v)) => {
+                tracing::info!(version = %v.git_version, "the apiserver answers");
+                return;
+            }
+            Ok(Err(e)) => tracing::warn!("reaching the apiserver: {e}"),
+            Err(_) => tracing::warn!("reaching the apiserver: no answer within 5s"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
     let metrics = metrics::Metrics::default();
@@ -137,44 +155,83 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
 
+    // Ready means healthy (the apiserver answers), not leading: a standby replica is Ready too, as in
+    // controller-runtime, so a rolling update can start the new pod while the old one still leads.
+    // Who leads is the chaoslab_operator_leader metric.
+    {
+        let mut rx = stop_rx.clone();
+        tokio::select! {
+            _ = reach_apiserver(&client) => {}
+            _ = rx.wait_for(|s| *s) => return Ok(()),
+        }
+    }
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+
     let elector = args.leader_election.then(|| {
         let ns = args.lease_namespace.clone().or(args.namespace.clone()).unwrap_or_else(|| "default".into());
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
         leader::Elector::new(client.clone(), &ns, &args.lease_name, &identity, args.lease_duration)
     });
-    if let Some(e) = &elector {
-        tracing::info!(lease = %e.name, identity = %e.identity, "waiting for leadership");
-        let mut rx = stop_rx.clone();
-        tokio::select! {
-            _ = e.acquire() => {}
-            _ = rx.wait_for(|s| *s) => return Ok(()),
+    let (leadership, holding) = match &elector {
+        None => (leader::Leadership::unelected(), None),
+        Some(e) => {
+            tracing::info!(lease = %e.name, identity = %e.identity, "waiting for leadership");
+            let mut rx = stop_rx.clone();
+            let leadership = tokio::select! {
+                l = e.acquire() => l,
+                _ = rx.wait_for(|s| *s) => return Ok(()),
+            };
+            tracing::info!(lease = %e.name, "leading");
+            // Leadership lost: exit at once (a graceful shutdown can hang on an unreachable apiserver
+            // while reconciles go on). The watchdog thread does it even if this runtime is stuck.
+            leader::watchdog(leadership.clone());
+            let holding = tokio::spawn({
+                let (e, l) = (e.clone(), leadership.clone());
+                async move { leader::step_down(&e.hold(&l).await) }
+            });
+            (leadership, Some(holding))
         }
-        tracing::info!(lease = %e.name, "leading");
-        let (e, tx) = (e.clone(), stop_tx.clone());
-        tokio::spawn(async move {
-            e.hold().await;
-            tracing::error!("lost leadership: stopping so that only the leader drives scenarios");
-            let _ = tx.send(true);
-        });
-    }
+    };
+    metrics.leader.set(1);
 
     let policy = RetryPolicy { timeout: args.toxiproxy_timeout, ..RetryPolicy::default() };
     match sweep::sweep(&controller::api(&client, args.namespace.as_deref()), policy).await {
         Ok(n) => tracing::info!(removed = n, "start-up sweep of leftover toxics done"),
         Err(e) => tracing::warn!("start-up sweep: {e}"),
     }
-    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let config = controller::Config {
         namespace: args.namespace,
         sample_interval: args.sample_interval,
         queue_poll: Duration::from_secs(2),
         toxiproxy_policy: policy,
+        leadership: leadership.clone(),
     };
-    tracing::info!(namespace = config.namespace.as_deref().unwrap_or("(all)"), "watching ChaosScenarios");
-    let result = controller::run(client, config, metrics, stop).await;
-    if let Some(e) = &elector {
-        e.release().await;
+    // A stop asked before the controller's cache is filled would never end its graceful shutdown
+    // (kube-runtime holds it until the store is ready, and the watch that fills it stops with the
+    // signal): then do not start it, and bound the graceful shutdown anyway, so that a stopping
+    // leader (a rolling update's old pod) releases the Lease before it is killed.
+    let result = if *stop_rx.borrow() {
+        Ok(())
+    } else {
+        tracing::info!(namespace = config.namespace.as_deref().unwrap_or("(all)"), "watching ChaosScenarios");
+        let mut rx = stop_rx.clone();
+        tokio::select! {
+            r = controller::run(client, config, metrics.clone(), stop) => r,
+            _ = async move {
+                let _ = rx.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("the controller did not stop within {SHUTDOWN_GRACE:?} of the signal; stopping it");
+                Ok(())
+            }
+        }
+    };
+    if let (Some(e), Some(holding)) = (&elector, holding) {
+        // Stop renewing first, so that the released lease is not taken again by this process.
+        holding.abort();
+        e.release(&leadership).await;
     }
+    metrics.leader.set(0);
     result
 }
 

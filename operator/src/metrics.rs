@@ -1,7 +1,7 @@
 //! The operator's metrics: the scenario part of the metrics contract and its own health.
 
 use chaoslab_telemetry::ScenarioMetrics;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -13,6 +13,9 @@ pub struct Metrics {
     pub toxiproxy_calls: IntCounterVec,
     /// How late a phase change was applied, against the planned boundary.
     pub transition_lateness: HistogramVec,
+    /// 1 while this replica leads (holds the Lease, or runs without leader election), else 0. Who
+    /// leads is here, not in `/readyz`: a standby replica is Ready.
+    pub leader: IntGauge,
 }
 
 impl Default for Metrics {
@@ -46,6 +49,11 @@ impl Default for Metrics {
             &["phase"],
         )
         .unwrap();
+        let leader = IntGauge::new(
+            "chaoslab_operator_leader",
+            "1 while this replica drives scenarios (holds the leader Lease, or runs without leader election)",
+        )
+        .unwrap();
         // Every outcome series exists from the start, so rates and alerts see 0 rather than nothing.
         for outcome in ["ok", "error"] {
             reconciles.with_label_values(&[outcome]);
@@ -56,10 +64,11 @@ impl Default for Metrics {
             Box::new(reconcile_duration.clone()),
             Box::new(toxiproxy_calls.clone()),
             Box::new(transition_lateness.clone()),
+            Box::new(leader.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Self { registry, scenario, reconciles, reconcile_duration, toxiproxy_calls, transition_lateness }
+        Self { registry, scenario, reconciles, reconcile_duration, toxiproxy_calls, transition_lateness, leader }
     }
 }
 
@@ -77,6 +86,7 @@ mod tests {
             "chaoslab_operator_toxiproxy_converges_total{outcome=\"ok\"} 0",
             "chaoslab_operator_toxiproxy_converges_total{outcome=\"error\"} 0",
             "chaoslab_operator_reconcile_duration_seconds_count 0",
+            "chaoslab_operator_leader 0",
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }
