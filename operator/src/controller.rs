@@ -35,7 +35,6 @@ pub struct Config {
     pub queue_poll: Duration,
     pub toxiproxy_policy: RetryPolicy,
     /// Whether this process still leads: ask `holds_for` before writing to a Toxiproxy.
-    #[allow(dead_code, reason = "read by the reconciles' lease-expiry guard, wired in reconcile.rs separately")]
     pub leadership: crate::leader::Leadership,
 }
 
@@ -57,6 +56,9 @@ pub enum Error {
     Kube(#[source] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The lease runs out before a Toxiproxy call could end: nothing was done.
+    #[error("not acting: this replica's lease runs out")]
+    NotLeading,
     /// A deleted scenario's faults could not all be removed: its finalizer stays.
     #[error("{0}")]
     CleanupBlocked(String),

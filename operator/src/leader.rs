@@ -97,7 +97,6 @@ impl Leadership {
 
     /// Whether this process holds the lease for at least `d` more (always, without leader election).
     /// Code about to act, e.g. to write to a Toxiproxy, asks with the time that write may take.
-    #[allow(dead_code, reason = "for the reconciles' lease-expiry guard, wired in reconcile.rs separately")]
     pub fn holds_for(&self, d: Duration) -> bool {
         self.holds_for_at(Instant::now(), d)
     }

@@ -89,6 +89,16 @@ fn jobs(record: &[TargetStatus], desired: &[DesiredProxy], owner: &str, foreign:
         .collect()
 }
 
+/// Whether this process may start a Toxiproxy call now: it leads for at least one call's timeout
+/// more (always, without leader election). A stale leader must not act, see `leader.rs`.
+fn may_act(ctx: &Context) -> bool {
+    ctx.config.leadership.holds_for(ctx.config.toxiproxy_policy.timeout)
+}
+
+/// How soon a reconcile that could not act because the lease is running out looks again (by then
+/// the lease is renewed, or the process has exited).
+const NOT_LEADING_RETRY: Duration = Duration::from_secs(1);
+
 /// Makes every call at once; returns the record afterwards and what failed, by target and URL.
 /// A call that fails on a proxy whose pod is gone counts as done: the toxics went with the pod.
 async fn converge_all(ctx: &Context, ns: &str, jobs: Vec<Job>) -> (Vec<TargetStatus>, Vec<String>) {
@@ -342,6 +352,9 @@ async fn admit(
 }
 
 pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !may_act(&ctx) {
+        return Ok(Action::requeue(NOT_LEADING_RETRY));
+    }
     let now = Timestamp::now();
     let old = obj.status.clone().unwrap_or_default();
     if old.phase.is_some_and(Phase::is_terminal) {
@@ -497,6 +510,9 @@ pub const ABANDON_FAULTS: &str = "chaoslab.dev/abandon-faults";
 /// The scenario is being deleted: release every proxy that may hold its toxics. The finalizer stays
 /// until they are proven removed, or the user sets [`ABANDON_FAULTS`].
 pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !may_act(&ctx) {
+        return Err(Error::NotLeading);
+    }
     let old = obj.status.clone().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();
     ctx.samplers.stop(&uid);

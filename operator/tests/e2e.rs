@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use chaoslab_core::api::{ChaosScenario, Phase, Verdict};
-use chaoslab_testenv::{ControlPlane, Managed, free_port};
+use chaoslab_testenv::free_port;
 use common::*;
-use kube::{
-    Api,
-    api::{DeleteParams, PostParams},
-};
+use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
 async fn run_to_verdict(template: &str) {

@@ -4,8 +4,11 @@
 //! and never writes to a Toxiproxy after; a standby replica is Ready, so a one-replica rolling update
 //! of the chart's Deployment hands the lease over.
 
+mod common;
+
+use common::{LABEL, backends, phase, setup, wait_for};
+
 use std::{
-    collections::BTreeMap,
     path::Path,
     process::Command,
     sync::{Arc, Mutex},
@@ -13,36 +16,26 @@ use std::{
 };
 
 use chaoslab_core::{
-    api::{ChaosScenario, Phase, crd_yaml},
+    api::{ChaosScenario, Phase},
     faults::owner_of,
     toxic::{Stream, Toxic, ToxicType},
 };
 use chaoslab_faultproxy::FaultProxy;
 use chaoslab_testenv::{
-    ControlPlane, Managed, RedisServer, ScratchDir, ToxiproxyServer, free_port, helm_bin, install_crd, loopback_ip,
-    namespace, ready_pod, repo_root,
+    ControlPlane, Managed, ScratchDir, ToxiproxyServer, free_port, helm_bin, loopback_ip, repo_root,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use jiff::Timestamp;
 use k8s_openapi::api::{coordination::v1::Lease, events::v1::Event};
 use kube::{
-    Api, Client,
+    Api,
     api::{DeleteParams, PostParams},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-const LABEL: &str = "app.kubernetes.io/component";
 const LEASE: &str = "chaoslab-operator";
-
-async fn setup(prefix: &str) -> (Client, String, Api<ChaosScenario>) {
-    let client = ControlPlane::shared().client().await;
-    install_crd(&client, &crd_yaml()).await;
-    let ns = namespace(&client, prefix).await;
-    let api = Api::namespaced(client.clone(), &ns);
-    (client, ns, api)
-}
 
 /// One operator replica with leader election on a Lease in `ns`, as POD_NAME `name`, its metrics on
 /// `port`, talking to the apiserver through `kubeconfig`; `env` e.g. HTTP_PROXY.
@@ -89,53 +82,8 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
     leases.get_opt(LEASE).await.ok().flatten().and_then(|l| l.spec).and_then(|s| s.holder_identity)
 }
 
-/// Polls until `done` holds for the scenario, or panics after `limit` with its last status.
-async fn wait_for(
-    api: &Api<ChaosScenario>,
-    name: &str,
-    limit: Duration,
-    done: impl Fn(&ChaosScenario) -> bool,
-) -> ChaosScenario {
-    let start = Instant::now();
-    loop {
-        let s = api.get_opt(name).await.unwrap();
-        if let Some(s) = &s
-            && done(s)
-        {
-            return s.clone();
-        }
-        assert!(start.elapsed() < limit, "{name} not there after {limit:?}: {:#?}", s.and_then(|s| s.status));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn phase(s: &ChaosScenario) -> Option<Phase> {
-    s.status.as_ref().and_then(|st| st.phase)
-}
-
-/// Three "pods" (loopback IPs) labelled as backends, each with a real toxiproxy-server whose proxy
-/// `backend` fronts a real redis-server.
-async fn backends(client: &Client, ns: &str, admin_port: u16) -> Vec<(RedisServer, ToxiproxyServer)> {
-    let mut out = Vec::new();
-    for i in 0..3 {
-        let redis = RedisServer::start();
-        let ip = loopback_ip();
-        let toxiproxy = ToxiproxyServer::start_at(ip, admin_port);
-        let proxy = NewProxy {
-            name: "backend".into(),
-            listen: format!("127.0.0.1:{}", free_port()),
-            upstream: redis.addr(),
-            enabled: None,
-        };
-        Toxiproxy::new(&toxiproxy.url()).unwrap().create_proxy(&proxy).await.unwrap();
-        let labels = BTreeMap::from([(LABEL.to_string(), "backend".to_string())]);
-        ready_pod(client, ns, &format!("backend-{i}"), labels, &ip.to_string()).await;
-        out.push((redis, toxiproxy));
-    }
-    out
-}
-
-fn scenario(name: &str, template: &str, targets: Value, phases: (&str, &str, &str)) -> ChaosScenario {
+/// A scenario on explicit `targets` (a selector or endpoints).
+fn scenario_on(name: &str, template: &str, targets: Value, phases: (&str, &str, &str)) -> ChaosScenario {
     serde_json::from_value(json!({
         "apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario", "metadata": {"name": name},
         "spec": {
@@ -147,7 +95,7 @@ fn scenario(name: &str, template: &str, targets: Value, phases: (&str, &str, &st
     .unwrap()
 }
 
-async fn chaoslab_toxics(tp: &Toxiproxy) -> Vec<String> {
+async fn toxics_on(tp: &Toxiproxy) -> Vec<String> {
     tp.toxics("backend").await.unwrap().into_iter().map(|t| t.name).filter(|n| owner_of(n).is_some()).collect()
 }
 
@@ -155,7 +103,7 @@ async fn chaoslab_toxics(tp: &Toxiproxy) -> Vec<String> {
 async fn with_leader_election_one_replica_drives_and_the_other_takes_over() {
     let (client, ns, api) = setup("lead").await;
     let admin = free_port();
-    let _backends = backends(&client, &ns, admin).await;
+    let _backends = backends(&client, &ns, 3, admin).await;
     let cp = ControlPlane::shared();
     chaoslab_toxiproxy::install_crypto_provider();
     let (pa, pb) = (free_port(), free_port());
@@ -171,7 +119,7 @@ async fn with_leader_election_one_replica_drives_and_the_other_takes_over() {
     assert_eq!(holder(&leases).await.as_deref(), Some("a"));
 
     let targets = json!({"selector": {"matchLabels": {LABEL: "backend"}}, "adminPort": admin});
-    api.create(&PostParams::default(), &scenario("l", "server-0-latency-100ms", targets, ("2s", "6s", "2s")))
+    api.create(&PostParams::default(), &scenario_on("l", "server-0-latency-100ms", targets, ("2s", "6s", "2s")))
         .await
         .unwrap();
     wait_for(&api, "l", Duration::from_secs(20), |s| phase(s) == Some(Phase::Testing)).await;
@@ -309,7 +257,7 @@ async fn a_leader_cut_off_from_the_apiserver_exits_before_its_lease_can_be_taken
 
     // Testing starts 10 s after the run does: after A's lease can expire (6 s after its last renewal).
     let targets = json!({"endpoints": [{"name": "server-0", "url": tp.url(), "proxy": "backend"}]});
-    api.create(&PostParams::default(), &scenario("cut", "server-0-packet-loss-100", targets, ("10s", "8s", "2s")))
+    api.create(&PostParams::default(), &scenario_on("cut", "server-0-packet-loss-100", targets, ("10s", "8s", "2s")))
         .await
         .unwrap();
     let started = wait_for(&api, "cut", Duration::from_secs(20), |s| phase(s) == Some(Phase::Stabilization)).await;
@@ -377,7 +325,7 @@ async fn a_leader_cut_off_from_the_apiserver_exits_before_its_lease_can_be_taken
     wait_for(&api, "cut", Duration::from_secs(30), |s| phase(s) == Some(Phase::Testing)).await;
     let testing_at = started_at + jiff::SignedDuration::from_secs(10);
     let t1 = Instant::now();
-    while chaoslab_toxics(&tpc).await.is_empty() {
+    while toxics_on(&tpc).await.is_empty() {
         assert!(t1.elapsed() < Duration::from_secs(5), "no faults in Testing; B:\n{}", b.log_tail());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -385,12 +333,12 @@ async fn a_leader_cut_off_from_the_apiserver_exits_before_its_lease_can_be_taken
     tokio::time::sleep(Duration::from_secs(1)).await;
     api.delete("cut", &DeleteParams::default()).await.unwrap();
     let t2 = Instant::now();
-    while api.get_opt("cut").await.unwrap().is_some() || !chaoslab_toxics(&tpc).await.is_empty() {
+    while api.get_opt("cut").await.unwrap().is_some() || !toxics_on(&tpc).await.is_empty() {
         assert!(t2.elapsed() < Duration::from_secs(10), "the deletion through B did not finish; B:\n{}", b.log_tail());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let left = chaoslab_toxics(&tpc).await;
+    let left = toxics_on(&tpc).await;
 
     let mut problems = Vec::new();
     match a_exit {
