@@ -108,6 +108,11 @@ async fn converge_all(ctx: &Context, ns: &str, jobs: Vec<Job>) -> (Vec<TargetSta
             Err(e) => Err(e),
         };
         ctx.metrics.toxiproxy_calls.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
+        if let Ok(r) = &result
+            && !r.others.is_empty()
+        {
+            tracing::warn!(proxy = %job.entry.proxy, url = %job.entry.endpoint, others = ?r.others, "other scenarios' toxics on this proxy (left in place)");
+        }
         let entry = match result {
             Ok(report) => Ok(record::converged(&job.entry, report.enabled, report.held)),
             Err(_) if targets::pod_gone(&ctx.client, ns, &job.entry).await => {
