@@ -10,7 +10,7 @@ use chaoslab_core::{
     },
     catalog::Scenario,
     checks,
-    client_metrics::Scrape,
+    client_metrics::{BreakerState, Scrape},
     engine::{self, Moment, Plan},
     faults::owner_tag,
     observation::RunRecorder,
@@ -39,8 +39,8 @@ pub struct ServerPoint {
     /// Errors and timeouts per second.
     pub errors: f64,
     pub rejected: f64,
-    /// 0 closed, 1 half-open, 2 open.
-    pub breaker: u8,
+    /// The contract's breaker gauge: 0 closed, 1 half-open, 2 open.
+    pub breaker: i64,
     pub active: f64,
     pub idle: f64,
 }
@@ -162,7 +162,7 @@ impl<'a> Experiment<'a> {
                         ops: rate(m.success, p.success),
                         errors: rate(m.error + m.timeout, p.error + p.timeout),
                         rejected: rate(m.rejected, p.rejected),
-                        breaker: m.breaker.map_or(0, |b| b as u8),
+                        breaker: m.breaker.unwrap_or(BreakerState::Closed).gauge(),
                         active: m.pool_active,
                         idle: m.pool_idle,
                     }

@@ -1,6 +1,6 @@
 //! The live progress line: phase bar with time left, ops/s, error rate, each server's breaker.
 
-use chaoslab_core::api::Phase;
+use chaoslab_core::{api::Phase, client_metrics::BreakerState};
 
 use crate::experiment::Point;
 
@@ -17,9 +17,9 @@ pub fn line(phase: Phase, done: f64, left_secs: f64, point: Option<&Point>) -> S
         let rate = if ops + errors > 0.0 { errors / (ops + errors) * 100.0 } else { 0.0 };
         s += &format!("  {ops:>7.0} ops/s  err {rate:>5.1}%");
         for sv in &p.servers {
-            let state = match sv.breaker {
-                0 => "closed",
-                1 => "half-open",
+            let state = match BreakerState::from_gauge(sv.breaker as f64) {
+                Some(BreakerState::Closed) => "closed",
+                Some(BreakerState::HalfOpen) => "half-open",
                 _ => "OPEN",
             };
             s += &format!("  {} {state}", sv.name);

@@ -337,17 +337,21 @@ impl Phase {
     /// The three timed phases of every experiment, in order.
     pub const TIMED: [Phase; 3] = [Phase::Stabilization, Phase::Testing, Phase::Recovery];
 
+    /// Every phase, in the order the metrics contract lists them.
+    pub const ALL: [Phase; 8] = [
+        Phase::Pending,
+        Phase::Queued,
+        Phase::Stabilization,
+        Phase::Testing,
+        Phase::Recovery,
+        Phase::Completed,
+        Phase::Failed,
+        Phase::Aborted,
+    ];
+
+    /// The API's spelling, which is also the `phase` label of the metrics contract.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Pending => "Pending",
-            Phase::Queued => "Queued",
-            Phase::Stabilization => "Stabilization",
-            Phase::Testing => "Testing",
-            Phase::Recovery => "Recovery",
-            Phase::Completed => "Completed",
-            Phase::Failed => "Failed",
-            Phase::Aborted => "Aborted",
-        }
+        chaoslab_contract::PHASES[self as usize]
     }
 
     pub fn is_terminal(self) -> bool {
@@ -487,4 +491,17 @@ pub struct Check {
 pub fn crd_yaml() -> String {
     let body = serde_yaml::to_string(&ChaosScenario::crd()).expect("the CRD serializes");
     format!("# Generated from the Rust types by `chaoslab crd`; do not edit.\n{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_names_are_the_apis_and_the_metrics_contracts() {
+        for p in Phase::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str(), "{p:?}");
+        }
+        assert_eq!(Phase::ALL.map(Phase::as_str), chaoslab_contract::PHASES);
+    }
 }

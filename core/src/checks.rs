@@ -187,7 +187,7 @@ fn dead_breakers_open(ctx: &Ctx, dead: &[&String]) -> Check {
     let mut all = true;
     for l in dead {
         let s = server(t, l).cloned().unwrap_or_default();
-        let opened = s.opened > 0 || s.breaker_states.iter().any(|x| x == "open");
+        let opened = s.opened > 0 || s.breaker_states.iter().any(|x| x == BreakerState::Open.label());
         all &= opened;
         observed.push(format!(
             "{l}: {} (states seen: {})",
@@ -210,7 +210,7 @@ fn healthy_breakers_closed(ctx: &Ctx) -> Check {
     let mut all = true;
     for l in &ctx.healthy {
         let s = server(t, l).cloned().unwrap_or_default();
-        let closed = s.opened == 0 && s.breaker_states.iter().all(|x| x == "closed");
+        let closed = s.opened == 0 && s.breaker_states.iter().all(|x| x == BreakerState::Closed.label());
         all &= closed;
         observed.push(format!(
             "{l}: {}",
@@ -310,7 +310,8 @@ fn dead_breakers_heal(ctx: &Ctx, dead: &[&String]) -> Check {
     let mut all = true;
     for l in dead {
         let s = server(r, l).cloned().unwrap_or_default();
-        let healed = s.half_opened > 0 && s.closed > 0 && s.final_breaker_state.as_deref() == Some("closed");
+        let healed =
+            s.half_opened > 0 && s.closed > 0 && s.final_breaker_state.as_deref() == Some(BreakerState::Closed.label());
         all &= healed;
         observed.push(format!(
             "{l}: {} to half_open, {} to closed, ends {}",

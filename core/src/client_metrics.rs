@@ -3,42 +3,8 @@
 
 use std::collections::BTreeMap;
 
-/// Breaker states as the contract's gauge encodes them (0 closed, 1 half-open, 2 open).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum BreakerState {
-    Closed,
-    HalfOpen,
-    Open,
-}
-
-impl BreakerState {
-    pub fn from_gauge(v: f64) -> Option<Self> {
-        match v.round() as i64 {
-            0 => Some(Self::Closed),
-            1 => Some(Self::HalfOpen),
-            2 => Some(Self::Open),
-            _ => None,
-        }
-    }
-
-    /// Label value in `chaoslab_client_circuit_breaker_transitions_total{from,to}`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::HalfOpen => "half_open",
-            Self::Open => "open",
-        }
-    }
-
-    pub fn from_label(s: &str) -> Option<Self> {
-        match s {
-            "closed" => Some(Self::Closed),
-            "half_open" | "half-open" => Some(Self::HalfOpen),
-            "open" => Some(Self::Open),
-            _ => None,
-        }
-    }
-}
+pub use chaoslab_contract::BreakerState;
+use chaoslab_contract::{BREAKER_STATE, BREAKER_TRANSITIONS, Outcome, POOL_CONNECTIONS, PoolState, REQUESTS};
 
 /// One server's counters and gauges in one scrape.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -88,33 +54,33 @@ pub fn parse(text: &str) -> Result<Scrape, ParseError> {
         };
         let m = || -> ServerMetrics { ServerMetrics::default() };
         match name {
-            "chaoslab_client_requests_total" => {
+            REQUESTS => {
                 saw_requests = true;
                 let e = out.entry(server).or_insert_with(m);
-                match labels.get("outcome").map(String::as_str) {
-                    Some("success") => e.success = value,
-                    Some("error") => e.error = value,
-                    Some("timeout") => e.timeout = value,
-                    Some("rejected") => e.rejected = value,
-                    _ => return Err(bad("unknown outcome")),
+                match labels.get("outcome").and_then(|o| Outcome::from_label(o)) {
+                    Some(Outcome::Success) => e.success = value,
+                    Some(Outcome::Error) => e.error = value,
+                    Some(Outcome::Timeout) => e.timeout = value,
+                    Some(Outcome::Rejected) => e.rejected = value,
+                    None => return Err(bad("unknown outcome")),
                 }
             }
-            "chaoslab_client_circuit_breaker_state" => {
+            BREAKER_STATE => {
                 out.entry(server).or_insert_with(m).breaker =
                     Some(BreakerState::from_gauge(value).ok_or_else(|| bad("breaker state not 0, 1 or 2"))?);
             }
-            "chaoslab_client_circuit_breaker_transitions_total" => {
+            BREAKER_TRANSITIONS => {
                 let from = labels.get("from").and_then(|s| BreakerState::from_label(s));
                 let to = labels.get("to").and_then(|s| BreakerState::from_label(s));
                 let (Some(from), Some(to)) = (from, to) else { return Err(bad("unknown breaker state label")) };
                 out.entry(server).or_insert_with(m).transitions.insert((from, to), value);
             }
-            "chaoslab_client_pool_connections" => {
+            POOL_CONNECTIONS => {
                 let e = out.entry(server).or_insert_with(m);
-                match labels.get("state").map(String::as_str) {
-                    Some("active") => e.pool_active = value,
-                    Some("idle") => e.pool_idle = value,
-                    _ => return Err(bad("unknown pool state")),
+                match labels.get("state").and_then(|s| PoolState::from_label(s)) {
+                    Some(PoolState::Active) => e.pool_active = value,
+                    Some(PoolState::Idle) => e.pool_idle = value,
+                    None => return Err(bad("unknown pool state")),
                 }
             }
             _ => {}

@@ -5,9 +5,8 @@ use std::{borrow::Cow, fmt, str::FromStr, time::Duration};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-/// The pattern the apiserver checks before the CEL rule; it accepts what Go's `time.ParseDuration` does
-/// for non-negative values.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+/// The pattern the apiserver checks before the CEL rule: the contract's duration syntax.
+pub use chaoslab_contract::duration::PATTERN as DURATION_PATTERN;
 
 /// A strictly positive duration written as a Go duration string (`30s`, `1m30s`, `1.5h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,11 +29,7 @@ impl PhaseDuration {
 impl FromStr for PhaseDuration {
     type Err = DurationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parsed: kube::core::Duration = s.parse().map_err(|_| DurationError::Malformed(s.to_string()))?;
-        if parsed.is_negative() {
-            return Err(DurationError::Malformed(s.to_string()));
-        }
-        let d = Duration::from(parsed);
+        let d = chaoslab_contract::duration::parse(s).map_err(|_| DurationError::Malformed(s.to_string()))?;
         if d.is_zero() {
             return Err(DurationError::NotPositive(s.to_string()));
         }

@@ -50,40 +50,8 @@ impl Default for BreakerConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum State {
-    Closed,
-    HalfOpen,
-    Open,
-}
-
-impl State {
-    pub const ALL: [State; 3] = [State::Closed, State::HalfOpen, State::Open];
-
-    /// The label value in metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Closed => "closed",
-            State::HalfOpen => "half_open",
-            State::Open => "open",
-        }
-    }
-
-    /// The gauge value of `chaoslab_client_circuit_breaker_state`.
-    pub fn gauge(self) -> i64 {
-        match self {
-            State::Closed => 0,
-            State::HalfOpen => 1,
-            State::Open => 2,
-        }
-    }
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The breaker's states, as the metrics contract names them and encodes them in its gauge.
+pub use chaoslab_contract::BreakerState as State;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transition {
@@ -440,11 +408,5 @@ mod tests {
         assert_eq!(b.on_result(stale, t1, FAST, true), None);
         assert_eq!(b.on_result(p, t1, FAST, true), None, "one trial of two so far");
         assert_eq!(b.state(), State::HalfOpen);
-    }
-
-    #[test]
-    fn labels_and_gauge_values() {
-        assert_eq!(State::ALL.map(State::as_str), ["closed", "half_open", "open"]);
-        assert_eq!(State::ALL.map(State::gauge), [0, 1, 2]);
     }
 }

@@ -197,26 +197,9 @@ impl RunArgs {
     }
 }
 
-/// `500ms`, `1s`, `1.5s`, `2m`, `1h`, `250us`; `0` alone is allowed.
+/// The duration syntax of every chaoslab flag and field (`500ms`, `1m30s`, `1.5h`; `0` alone).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{s:?} needs a unit, e.g. 500ms, 1s, 2m"))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 2m)"))?;
-    let secs = match unit {
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use us, ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+    chaoslab_contract::duration::parse(s.trim()).map_err(|e| e.to_string())
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -411,7 +394,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("5").unwrap_err().contains("unit"));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("5").unwrap_err().contains("not a duration"));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("ms").is_err());
     }

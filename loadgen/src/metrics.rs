@@ -1,13 +1,5 @@
-//! The client part of the metrics contract (DESIGN.md, "Metrics contract"). Names and labels are a
-//! contract: chaoslab's verdicts query them.
-//!
-//! | metric | type | labels |
-//! |---|---|---|
-//! | `chaoslab_client_requests_total` | counter | `server`, `outcome` (success, error, timeout, rejected) |
-//! | `chaoslab_client_request_duration_seconds` | histogram | `server` |
-//! | `chaoslab_client_circuit_breaker_state` | gauge 0 closed, 1 half-open, 2 open | `server` |
-//! | `chaoslab_client_circuit_breaker_transitions_total` | counter | `server`, `from`, `to` |
-//! | `chaoslab_client_pool_connections` | gauge | `server`, `state` (active, idle) |
+//! The client part of the metrics contract, exported: names, labels and values come from
+//! `chaoslab_contract`, which chaoslab's verdicts read through too.
 //!
 //! Every series of a server is created up front (counters at 0), so `rate()` and `increase()`
 //! see the first event. Label handles are resolved once: recording is a few atomic operations.
@@ -16,36 +8,16 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+use chaoslab_contract::{BREAKER_STATE, BREAKER_TRANSITIONS, POOL_CONNECTIONS, PoolState, REQUEST_DURATION, REQUESTS};
+
 use crate::breaker::{State, Transition};
 
 /// 0.1 ms .. 10 s.
 pub const DURATION_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// What happened to one request to one server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    /// Sent, and failed: connect error, I/O error, garbage, a server error reply.
-    Error,
-    /// Sent (or waiting for a connection), and no reply within the timeout.
-    Timeout,
-    /// Not sent: the breaker refused the call.
-    Rejected,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Success, Outcome::Error, Outcome::Timeout, Outcome::Rejected];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Error => "error",
-            Outcome::Timeout => "timeout",
-            Outcome::Rejected => "rejected",
-        }
-    }
-}
+/// What happened to one request to one server (the `outcome` label).
+pub use chaoslab_contract::Outcome;
 
 /// The metric families, registered once per registry.
 #[derive(Clone)]
@@ -61,32 +33,26 @@ impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
             Opts::new(
-                "chaoslab_client_requests_total",
+                REQUESTS,
                 "Requests by server and outcome (success, error, timeout, rejected = refused by the circuit breaker, not sent).",
             ),
             &["server", "outcome"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "chaoslab_client_request_duration_seconds",
-                "Duration of requests sent to a server (any outcome but rejected).",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
+            HistogramOpts::new(REQUEST_DURATION, "Duration of requests sent to a server (any outcome but rejected).")
+                .buckets(DURATION_BUCKETS.to_vec()),
             &["server"],
         )?;
         let state = IntGaugeVec::new(
-            Opts::new("chaoslab_client_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open."),
+            Opts::new(BREAKER_STATE, "Circuit breaker state: 0 closed, 1 half-open, 2 open."),
             &["server"],
         )?;
         let transitions = IntCounterVec::new(
-            Opts::new(
-                "chaoslab_client_circuit_breaker_transitions_total",
-                "Circuit breaker state transitions (closed, open, half_open).",
-            ),
+            Opts::new(BREAKER_TRANSITIONS, "Circuit breaker state transitions (closed, open, half_open)."),
             &["server", "from", "to"],
         )?;
         let pool = IntGaugeVec::new(
-            Opts::new("chaoslab_client_pool_connections", "Pooled connections by state (active = checked out, idle)."),
+            Opts::new(POOL_CONNECTIONS, "Pooled connections by state (active = checked out, idle)."),
             &["server", "state"],
         )?;
         registry.register(Box::new(requests.clone()))?;
@@ -99,16 +65,16 @@ impl Metrics {
 
     /// The handles of one server, every series created.
     pub fn server(&self, name: &str) -> ServerMetrics {
-        let requests = Outcome::ALL.map(|o| self.requests.with_label_values(&[name, o.as_str()]));
+        let requests = Outcome::ALL.map(|o| self.requests.with_label_values(&[name, o.label()]));
         let transitions =
-            Transition::ALL.map(|t| self.transitions.with_label_values(&[name, t.from.as_str(), t.to.as_str()]));
+            Transition::ALL.map(|t| self.transitions.with_label_values(&[name, t.from.label(), t.to.label()]));
         let m = ServerMetrics {
             requests,
             duration: self.duration.with_label_values(&[name]),
             state: self.state.with_label_values(&[name]),
             transitions,
-            pool_active: self.pool.with_label_values(&[name, "active"]),
-            pool_idle: self.pool.with_label_values(&[name, "idle"]),
+            pool_active: self.pool.with_label_values(&[name, PoolState::Active.label()]),
+            pool_idle: self.pool.with_label_values(&[name, PoolState::Idle.label()]),
         };
         m.state.set(State::Closed.gauge());
         m

@@ -106,7 +106,7 @@ impl From<&ServerSnapshot> for ServerSummary {
             timeouts: s.timeout,
             rejected: s.rejected,
             breaker_opens: s.breaker_opens,
-            breaker_state: s.state.as_str().to_string(),
+            breaker_state: s.state.label().to_string(),
         }
     }
 }

@@ -263,7 +263,7 @@ async fn metrics_and_healthz_endpoints() {
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     eventually("100 successes exported", Duration::from_secs(10), || async {
         let s = run.scrape().await;
-        let n = s.requests("server-0", Outcome::Success.as_str());
+        let n = s.requests("server-0", Outcome::Success.label());
         if n == 100.0 { Ok(()) } else { Err(n.to_string()) }
     })
     .await;

@@ -1,10 +1,7 @@
 //! The scenario part of the metrics contract, exported by the operator and by `chaoslab run`.
 
+use chaoslab_contract::{PHASES, SCENARIO_PHASE, SCENARIO_TOXIC_ACTIVE};
 use prometheus::{IntGaugeVec, Opts, Registry};
-
-/// The timed phases and the outcomes a scenario can be in, as `phase` label values.
-const PHASES: [&str; 8] =
-    ["Pending", "Queued", "Stabilization", "Testing", "Recovery", "Completed", "Failed", "Aborted"];
 
 #[derive(Clone)]
 pub struct ScenarioMetrics {
@@ -16,12 +13,10 @@ pub struct ScenarioMetrics {
 
 impl ScenarioMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let phase = IntGaugeVec::new(
-            Opts::new("chaoslab_scenario_phase", "1 for the phase the scenario is in"),
-            &["scenario", "phase"],
-        )?;
+        let phase =
+            IntGaugeVec::new(Opts::new(SCENARIO_PHASE, "1 for the phase the scenario is in"), &["scenario", "phase"])?;
         let toxic_active = IntGaugeVec::new(
-            Opts::new("chaoslab_scenario_toxic_active", "1 while the toxic is held on the server"),
+            Opts::new(SCENARIO_TOXIC_ACTIVE, "1 while the toxic is held on the server"),
             &["scenario", "server", "toxic"],
         )?;
         registry.register(Box::new(phase.clone()))?;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use chaoslab_core::api::Verdict;
+use chaoslab_core::{api::Verdict, client_metrics::BreakerState};
 
 use super::Report;
 use crate::experiment::{Point, ServerPoint};
@@ -97,7 +97,7 @@ fn chart(title: &str, unit: &str, report: &Report, series: &[Series], y_max: Opt
 fn fmt_value(v: f64, unit: &str) -> String {
     match unit {
         "%" => format!("{:.0}%", v * 100.0),
-        "state" => ["closed", "half-open", "open"].get(v.round() as usize).copied().unwrap_or("").to_string(),
+        "state" => BreakerState::from_gauge(v).map(BreakerState::label).unwrap_or_default().to_string(),
         _ if v >= 10_000.0 => format!("{:.0}k", v / 1000.0),
         _ => format!("{v:.0}"),
     }
@@ -151,14 +151,8 @@ pub fn render(r: &Report) -> String {
     let mut charts = String::new();
     charts += &chart("Successful requests per second, by server", "ops", r, &per_server(pts, |s| s.ops), None, false);
     charts += &chart("Error rate (errors and timeouts over all requests)", "%", r, &[error_rate], Some(1.0), false);
-    charts += &chart(
-        "Circuit breaker state, by server",
-        "state",
-        r,
-        &per_server(pts, |s| f64::from(s.breaker)),
-        Some(2.0),
-        true,
-    );
+    charts +=
+        &chart("Circuit breaker state, by server", "state", r, &per_server(pts, |s| s.breaker as f64), Some(2.0), true);
     charts += &chart("Active pool connections, by server", "conns", r, &per_server(pts, |s| s.active), None, false);
     format!(
         r#"<!DOCTYPE html>
