@@ -10,9 +10,9 @@ pub struct Metrics {
     pub scenario: ScenarioMetrics,
     pub reconciles: IntCounterVec,
     pub reconcile_duration: Histogram,
-    pub toxiproxy_calls: IntCounterVec,
+    pub toxiproxy_converges: IntCounterVec,
     /// How late a phase change was applied, against the planned boundary.
-    pub transition_lateness: HistogramVec,
+    pub phase_transition_lateness: HistogramVec,
     /// 1 while this replica leads (holds the Lease, or runs without leader election), else 0. Who
     /// leads is here, not in `/readyz`: a standby replica is Ready.
     pub leader: IntGauge,
@@ -23,8 +23,8 @@ impl Default for Metrics {
         let registry = Registry::new();
         let scenario = ScenarioMetrics::register(&registry).expect("metric names are unique");
         let reconciles = IntCounterVec::new(
-            Opts::new("chaoslab_operator_reconciles_total", "Reconciles by result (ok, error)"),
-            &["result"],
+            Opts::new("chaoslab_operator_reconciles_total", "Reconciles by outcome (ok, error)"),
+            &["outcome"],
         )
         .unwrap();
         let reconcile_duration = Histogram::with_opts(
@@ -32,7 +32,7 @@ impl Default for Metrics {
                 .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]),
         )
         .unwrap();
-        let toxiproxy_calls = IntCounterVec::new(
+        let toxiproxy_converges = IntCounterVec::new(
             Opts::new(
                 "chaoslab_operator_toxiproxy_converges_total",
                 "Converges of a Toxiproxy proxy by outcome (ok, error)",
@@ -40,7 +40,7 @@ impl Default for Metrics {
             &["outcome"],
         )
         .unwrap();
-        let transition_lateness = HistogramVec::new(
+        let phase_transition_lateness = HistogramVec::new(
             HistogramOpts::new(
                 "chaoslab_operator_phase_transition_lateness_seconds",
                 "Time from a planned phase boundary to the reconcile that applied it",
@@ -57,18 +57,26 @@ impl Default for Metrics {
         // Every outcome series exists from the start, so rates and alerts see 0 rather than nothing.
         for outcome in ["ok", "error"] {
             reconciles.with_label_values(&[outcome]);
-            toxiproxy_calls.with_label_values(&[outcome]);
+            toxiproxy_converges.with_label_values(&[outcome]);
         }
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
-            Box::new(toxiproxy_calls.clone()),
-            Box::new(transition_lateness.clone()),
+            Box::new(toxiproxy_converges.clone()),
+            Box::new(phase_transition_lateness.clone()),
             Box::new(leader.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Self { registry, scenario, reconciles, reconcile_duration, toxiproxy_calls, transition_lateness, leader }
+        Self {
+            registry,
+            scenario,
+            reconciles,
+            reconcile_duration,
+            toxiproxy_converges,
+            phase_transition_lateness,
+            leader,
+        }
     }
 }
 
@@ -81,8 +89,8 @@ mod tests {
         let m = Metrics::default();
         let text = prometheus::TextEncoder::new().encode_to_string(&m.registry.gather()).unwrap();
         for series in [
-            "chaoslab_operator_reconciles_total{result=\"ok\"} 0",
-            "chaoslab_operator_reconciles_total{result=\"error\"} 0",
+            "chaoslab_operator_reconciles_total{outcome=\"ok\"} 0",
+            "chaoslab_operator_reconciles_total{outcome=\"error\"} 0",
             "chaoslab_operator_toxiproxy_converges_total{outcome=\"ok\"} 0",
             "chaoslab_operator_toxiproxy_converges_total{outcome=\"error\"} 0",
             "chaoslab_operator_reconcile_duration_seconds_count 0",

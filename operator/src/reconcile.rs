@@ -107,7 +107,7 @@ async fn converge_all(ctx: &Context, ns: &str, jobs: Vec<Job>) -> (Vec<TargetSta
             Ok(client) => client.converge(&job.entry.proxy, &job.desired, job.foreign).await.map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        ctx.metrics.toxiproxy_calls.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
+        ctx.metrics.toxiproxy_converges.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
         if let Ok(r) = &result
             && !r.others.is_empty()
         {
@@ -406,7 +406,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         && let Some(boundary) = plan.starts(moment.phase)
     {
         let late = now.duration_since(boundary).as_secs_f64().max(0.0);
-        ctx.metrics.transition_lateness.with_label_values(&[moment.phase.as_str()]).observe(late);
+        ctx.metrics.phase_transition_lateness.with_label_values(&[moment.phase.as_str()]).observe(late);
     }
     // Write-ahead: a proxy is on record before the first call that could put a toxic on it.
     let faulting = moment.targets.iter().any(|d| !d.toxics.is_empty() || d.enabled == Some(false));
