@@ -23,7 +23,7 @@ pub const INTERRUPTED: u8 = 130;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// A scenario name (`chaoslab list`), or `all` for the 14 one after another.
+    /// A scenario name (`chaoslab list`), or `all` for every catalog scenario one after another.
     scenario: String,
     /// Length of the Stabilization phase (no faults).
     #[arg(long, default_value = "30s")]
@@ -70,7 +70,10 @@ fn scenarios(name: &str) -> Result<Vec<&'static Scenario>, String> {
         let close: Vec<&str> =
             catalog::scenarios().iter().map(|s| s.name).filter(|n| n.contains(name) || name.contains(n)).collect();
         let hint = if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) };
-        format!("unknown scenario {name:?}{hint}: `chaoslab list` shows the 14 names, or use `all`")
+        format!(
+            "unknown scenario {name:?}{hint}: `chaoslab list` shows the {} names, or use `all`",
+            catalog::scenarios().len()
+        )
     })
 }
 
@@ -293,7 +296,7 @@ mod tests {
     fn unknown_scenarios_suggest_close_names() {
         let e = scenarios("multi-failure").unwrap_err();
         assert!(e.contains("multi-failure-2-servers-packet-loss"), "{e}");
-        assert_eq!(scenarios("all").unwrap().len(), 14);
+        assert_eq!(scenarios("all").unwrap().len(), catalog::scenarios().len());
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl JsonSchema for TemplateName {
 #[serde(rename_all = "camelCase")]
 pub struct Fault {
     /// Index of the target, 0-based: pods matching the selector sorted by name, or the endpoints in order.
-    #[schemars(range(min = 0, max = 63))]
+    #[schemars(range(min = 0, max = MAX_TARGETS - 1))]
     pub target: i32,
     /// Drop data on a share of connections (a blackhole; Toxiproxy works on streams, not packets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,7 +257,7 @@ pub struct Targets {
     pub proxy: String,
     /// Explicit Toxiproxy endpoints, in target order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(min = 1, max = MAX_TARGETS as usize), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub endpoints: Option<Vec<Endpoint>>,
 }
 
