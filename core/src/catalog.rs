@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use crate::api::{Fault, Latency, PacketLoss};
+use crate::api::fault::{Fault, Latency, PacketLoss};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Category {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::{
-    api::{Phase, PhaseObservation, ServerObservation},
+    api::{AbortSpec, Phase, PhaseObservation, ServerObservation},
     client_metrics::{BreakerState, Scrape, ServerMetrics},
     engine::Plan,
 };
@@ -176,6 +176,12 @@ pub struct RunRecorder {
     abort: Option<AbortRule>,
     /// (time, successes, failures) totals during Testing, for the abort rule.
     window: VecDeque<(Timestamp, f64, f64)>,
+}
+
+impl From<&AbortSpec> for AbortRule {
+    fn from(spec: &AbortSpec) -> Self {
+        Self { error_rate: spec.error_rate, window: spec.duration.0 }
+    }
 }
 
 /// spec.abort: end Testing early when the client's error rate stays at or above `error_rate` for `window`.

@@ -13,6 +13,7 @@ use chaoslab_core::{
     checks,
     engine::{self, Plan},
     faults::{DesiredProxy, owner_tag},
+    observation::AbortRule,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign};
 use futures::future::join_all;
@@ -390,7 +391,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     let plan = Plan::new(started_at, &spec.phases).abort_at(aborted_at);
     let aborted_at = plan.aborted_at.filter(|a| plan.starts(Phase::Recovery) == Some(*a));
     let sampler = match &spec.client {
-        Some(c) => Some(ctx.samplers.ensure(&uid, &c.metrics_url, plan, spec.abort.as_ref().map(|a| a.rule()), now)),
+        Some(c) => Some(ctx.samplers.ensure(&uid, &c.metrics_url, plan, spec.abort.as_ref().map(AbortRule::from), now)),
         None => {
             ctx.samplers.stop(&uid);
             None
