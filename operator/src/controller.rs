@@ -1,13 +1,8 @@
 //! The kube-rs Controller: watches ChaosScenarios, runs [`reconcile`] under a finalizer.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chaoslab_core::api::ChaosScenario;
-use chaoslab_toxiproxy::RetryPolicy;
 use futures::StreamExt;
 use kube::{
     Api, Client, ResourceExt,
@@ -16,53 +11,20 @@ use kube::{
         controller::Action,
         events::{Recorder, Reporter},
         finalizer::{Event as Finalizer, finalizer},
-        reflector::Store,
         watcher,
     },
 };
 use tokio::sync::Mutex;
 
-use crate::{metrics::Metrics, reconcile, sampler::Samplers};
+use crate::{
+    context::{Config, Context},
+    error::Error,
+    metrics::Metrics,
+    reconcile,
+    sampler::Samplers,
+};
 
 pub const FINALIZER: &str = "chaoslab.dev/cleanup";
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Watch one namespace, or all.
-    pub namespace: Option<String>,
-    pub sample_interval: Duration,
-    /// How often a Queued scenario looks again.
-    pub queue_poll: Duration,
-    pub toxiproxy_policy: RetryPolicy,
-    /// Whether this process still leads: ask `holds_for` before writing to a Toxiproxy.
-    pub leadership: crate::leader::Leadership,
-}
-
-pub struct Context {
-    pub client: Client,
-    pub config: Config,
-    pub recorder: Recorder,
-    pub metrics: Metrics,
-    pub samplers: Samplers,
-    pub store: Store<ChaosScenario>,
-    /// The proxies of the runs this process admitted, by uid, whose status the cache may not show
-    /// yet (queue decisions).
-    pub admitted: Mutex<HashMap<String, BTreeSet<String>>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[source] kube::Error),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// The lease runs out before a Toxiproxy call could end: nothing was done.
-    #[error("not acting: this replica's lease runs out")]
-    NotLeading,
-    /// A deleted scenario's faults could not all be removed: its finalizer stays.
-    #[error("{0}")]
-    CleanupBlocked(String),
-}
 
 /// How long until a failed reconcile is tried again: a blocked cleanup waits longer, since it
 /// waits for a Toxiproxy to come back (and publishes an Event each time).

@@ -1,6 +1,8 @@
 //! `chaoslab-operator`: drives ChaosScenarios through their phases (`run`), or prints the CRD (`crd`).
 
+mod context;
 mod controller;
+mod error;
 mod leader;
 mod metrics;
 mod queue;
@@ -199,7 +201,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Ok(n) => tracing::info!(removed = n, "start-up sweep of leftover toxics done"),
         Err(e) => tracing::warn!("start-up sweep: {e}"),
     }
-    let config = controller::Config {
+    let config = context::Config {
         namespace: args.namespace,
         sample_interval: args.sample_interval,
         queue_poll: Duration::from_secs(2),

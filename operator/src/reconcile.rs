@@ -26,7 +26,8 @@ use kube::{
 };
 
 use crate::{
-    controller::{Context, Error},
+    context::Context,
+    error::Error,
     queue, record, status,
     targets::{self, Target},
 };

@@ -1,0 +1,40 @@
+//! What every reconcile shares: the operator's settings, clients, caches and metrics.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+
+use chaoslab_core::api::ChaosScenario;
+use chaoslab_toxiproxy::RetryPolicy;
+use kube::{
+    Client,
+    runtime::{events::Recorder, reflector::Store},
+};
+use tokio::sync::Mutex;
+
+use crate::{leader::Leadership, metrics::Metrics, sampler::Samplers};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch one namespace, or all.
+    pub namespace: Option<String>,
+    pub sample_interval: Duration,
+    /// How often a Queued scenario looks again.
+    pub queue_poll: Duration,
+    pub toxiproxy_policy: RetryPolicy,
+    /// Whether this process still leads: ask `holds_for` before writing to a Toxiproxy.
+    pub leadership: Leadership,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub samplers: Samplers,
+    pub store: Store<ChaosScenario>,
+    /// The proxies of the runs this process admitted, by uid, whose status the cache may not show
+    /// yet (queue decisions).
+    pub admitted: Mutex<HashMap<String, BTreeSet<String>>>,
+}
