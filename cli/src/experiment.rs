@@ -4,18 +4,15 @@
 use std::time::Duration;
 
 use chaoslab_core::{
-    api::{
-        ChaosScenarioSpec, ChaosScenarioStatus, Check, Endpoint, Phase, Phases, TargetStatus, Targets, TemplateName,
-        Verdict,
-    },
+    api::{ChaosScenarioSpec, ChaosScenarioStatus, Endpoint, Phase, Phases, TargetStatus, Targets, TemplateName},
     catalog::Scenario,
-    checks,
     client_metrics::{BreakerState, Scrape},
+    ending::{self, Stop},
     engine::{self, Moment, Plan},
-    faults::owner_tag,
+    faults::{DesiredProxy, owner_tag},
     observation::RunRecorder,
 };
-use chaoslab_toxiproxy::Foreign;
+use chaoslab_toxiproxy::{Target, converge_all};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
@@ -114,23 +111,7 @@ impl<'a> Experiment<'a> {
         let now = Timestamp::now();
         let moment = engine::moment(&self.spec, &self.owner, self.lab.servers.len(), &self.plan, now)?;
         if moment.phase != self.phase || now >= self.next_converge {
-            let foreign = if engine::resets_targets(moment.phase) { Foreign::Remove } else { Foreign::Keep };
-            let mut held = Vec::new();
-            for (i, (s, desired)) in self.lab.servers.iter().zip(&moment.targets).enumerate() {
-                let report = s.toxiproxy.converge(&s.proxy, desired, foreign).await?;
-                let previous = self.held.get(i).map(|t| t.toxics.as_slice()).unwrap_or_default();
-                self.lab.scenario_metrics.set_toxics(self.scenario.name, &s.name, &report.held, previous);
-                held.push(TargetStatus {
-                    name: s.name.clone(),
-                    endpoint: s.toxiproxy.url().into(),
-                    proxy: s.proxy.clone(),
-                    pod_uid: None,
-                    enabled: report.enabled,
-                    toxics: report.held,
-                    error: None,
-                });
-            }
-            self.held = held;
+            self.converge(&moment.targets).await?;
             self.phase = moment.phase;
             self.lab.scenario_metrics.set_phase(self.scenario.name, moment.phase.as_str());
             self.next_converge = now + jiff::SignedDuration::from_secs(2);
@@ -147,6 +128,33 @@ impl<'a> Experiment<'a> {
             }
         }
         Ok(moment)
+    }
+
+    /// Puts one moment of the run on the lab's proxies (all at once, as the operator does).
+    async fn converge(&mut self, desired: &[DesiredProxy]) -> anyhow::Result<()> {
+        let servers = &self.lab.servers;
+        let calls: Vec<Target> = servers
+            .iter()
+            .zip(desired)
+            .map(|(s, desired)| Target { client: &s.toxiproxy, proxy: &s.proxy, desired })
+            .collect();
+        let mut held = Vec::new();
+        for (s, report) in servers.iter().zip(converge_all(&calls).await) {
+            let report = report?;
+            let previous = self.held.iter().find(|t| t.name == s.name).map(|t| t.toxics.as_slice()).unwrap_or_default();
+            self.lab.scenario_metrics.set_toxics(self.scenario.name, &s.name, &report.held, previous);
+            held.push(TargetStatus {
+                name: s.name.clone(),
+                endpoint: s.toxiproxy.url().into(),
+                proxy: s.proxy.clone(),
+                pod_uid: None,
+                enabled: report.enabled,
+                toxics: report.held,
+                error: None,
+            });
+        }
+        self.held = held;
+        Ok(())
     }
 
     fn record(&mut self, now: Timestamp, scrape: Scrape) {
@@ -190,30 +198,20 @@ impl<'a> Experiment<'a> {
         self.recorder.close_until(now);
         let observations = self.recorder.finished().to_vec();
         let names: Vec<String> = self.lab.servers.iter().map(|s| s.name.clone()).collect();
-        let (mut checks, mut verdict) = checks::evaluate(&self.scenario.faults, &names, &observations);
-        if interrupted {
-            checks.push(Check {
-                name: "not-interrupted".into(),
-                description: "the run is not interrupted".into(),
-                expected: "the run reaches the end of Recovery".into(),
-                observed: format!("interrupted during {}", self.phase.as_str()),
-                passed: None,
-            });
-            verdict = Verdict::Inconclusive;
-        }
-        let phase = if interrupted { Phase::Aborted } else { Phase::Completed };
+        let stop = if interrupted { Stop::Interrupted { during: self.phase } } else { Stop::Completed };
+        let end = ending::end(&self.scenario.faults, &names, &observations, true, stop);
         ChaosScenarioStatus {
-            phase: Some(phase),
+            phase: Some(end.phase),
             observed_generation: None,
             started_at: Some(Time(self.plan.start)),
             completed_at: Some(Time(now)),
             aborted_at: None,
             timeline: self.plan.timeline(now),
             targets: self.held.clone(),
-            verdict: Some(verdict),
-            checks,
+            verdict: Some(end.verdict),
+            checks: end.checks,
             conditions: vec![],
-            message: Some(if interrupted { "interrupted by the user".into() } else { format!("verdict {verdict:?}") }),
+            message: Some(end.message),
             observations,
         }
     }

@@ -146,12 +146,6 @@ pub fn resolve_faults(spec: &ChaosScenarioSpec, targets: usize) -> Result<&[Faul
     Ok(faults)
 }
 
-/// Whether the lab resets the targets in `phase`: before and after Testing every toxic goes, chaoslab's
-/// or not (the original lab's reset); in Testing, and once the run is over, only chaoslab's are managed.
-pub fn resets_targets(phase: Phase) -> bool {
-    matches!(phase, Phase::Stabilization | Phase::Recovery)
-}
-
 /// Where a scenario is and what its targets must hold.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Moment {
@@ -163,9 +157,10 @@ pub struct Moment {
 }
 
 /// The scenario at `now` on `plan` (built from the same spec's phases). In Stabilization and Recovery
-/// every target is clean (enabled, none of the owner's toxics); during Testing each faulted target
-/// holds exactly its fault's toxics; before the start and after the end the owner only lets go
-/// ([`DesiredProxy::release`]). `owner` tags the toxic names.
+/// every target is reset (enabled, no toxic of the owner's nor any that is not chaoslab's); during
+/// Testing each faulted target holds exactly its fault's toxics and the others are clean; before the
+/// start and after the end the owner only lets go ([`DesiredProxy::release`]). `owner` tags the
+/// toxic names.
 pub fn moment(
     spec: &ChaosScenarioSpec,
     owner: &str,
@@ -178,7 +173,8 @@ pub fn moment(
     let desired = (0..targets)
         .map(|i| match faults.iter().find(|f| f.target as usize == i) {
             Some(f) if phase == Phase::Testing => desired_for(f, owner),
-            _ if Phase::TIMED.contains(&phase) => DesiredProxy::clean(owner),
+            _ if phase == Phase::Testing => DesiredProxy::clean(owner),
+            _ if Phase::TIMED.contains(&phase) => DesiredProxy::reset(owner),
             _ => DesiredProxy::release(owner),
         })
         .collect();
@@ -256,6 +252,15 @@ mod tests {
         let just_before = at(30) - SignedDuration::from_nanos(1);
         assert_eq!(run(&s, 3, just_before).unwrap().phase, Phase::Stabilization);
         assert_eq!(run(&s, 3, at(30)).unwrap().phase, Phase::Testing);
+    }
+
+    #[test]
+    fn stabilization_and_recovery_reset_every_target() {
+        let s = spec("multi-failure-2-servers-packet-loss");
+        for secs in [0, 90] {
+            let m = run(&s, 3, at(secs)).unwrap();
+            assert!(m.targets.iter().all(|t| *t == DesiredProxy::reset("o")), "at {secs}s");
+        }
     }
 
     #[test]

@@ -8,8 +8,19 @@ use crate::{
 /// Every toxic chaoslab creates starts with this, so it removes only its own.
 pub const TOXIC_PREFIX: &str = "chaoslab-";
 
+/// What to do with toxics chaoslab did not create (no `chaoslab-` name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Foreign {
+    /// Leave them alone.
+    #[default]
+    Keep,
+    /// Remove them too (the lab's reset before Stabilization and Recovery).
+    Remove,
+}
+
 /// What one owner (a scenario, a local run) wants of one proxy: exactly these of its own toxics,
-/// and the proxy enabled or not. Toxics of other owners are never touched.
+/// the proxy enabled or not, and what becomes of toxics that are not chaoslab's. Toxics of other
+/// chaoslab owners are never touched.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct DesiredProxy {
     /// The owner tag ([`owner_tag`]) of the toxics this state manages.
@@ -18,18 +29,25 @@ pub struct DesiredProxy {
     /// there), then enable it again.
     pub enabled: Option<bool>,
     pub toxics: Vec<Toxic>,
+    pub foreign: Foreign,
 }
 
 impl DesiredProxy {
-    /// No faults: enabled, none of the owner's toxics (the lab's reset before and after Testing).
+    /// No faults: enabled, none of the owner's toxics.
     pub fn clean(owner: &str) -> Self {
-        Self { owner: owner.into(), enabled: Some(true), toxics: Vec::new() }
+        Self { owner: owner.into(), enabled: Some(true), toxics: Vec::new(), foreign: Foreign::Keep }
+    }
+
+    /// The lab's reset before and after Testing (the original lab's): clean, and no toxic that is
+    /// not chaoslab's either.
+    pub fn reset(owner: &str) -> Self {
+        Self { foreign: Foreign::Remove, ..Self::clean(owner) }
     }
 
     /// The owner lets go: its toxics removed, the proxy enabled again only if the owner disabled it.
     /// What a run that ends, fails or is deleted leaves; it cannot undo another run's `down`.
     pub fn release(owner: &str) -> Self {
-        Self { owner: owner.into(), enabled: None, toxics: Vec::new() }
+        Self { owner: owner.into(), enabled: None, toxics: Vec::new(), foreign: Foreign::Keep }
     }
 }
 
@@ -116,7 +134,7 @@ pub fn desired_for(fault: &Fault, owner: &str) -> DesiredProxy {
     if down {
         toxics.push(down_marker(owner));
     }
-    DesiredProxy { owner: owner.into(), enabled: Some(!down), toxics }
+    DesiredProxy { owner: owner.into(), enabled: Some(!down), toxics, foreign: Foreign::Keep }
 }
 
 #[cfg(test)]
@@ -169,7 +187,9 @@ mod tests {
     #[test]
     fn down_disables_the_proxy_and_marks_who_did() {
         let d = desired_for(&Fault { target: 0, down: Some(true), ..Fault::default() }, "o");
-        assert_eq!(d, DesiredProxy { owner: "o".into(), enabled: Some(false), toxics: vec![down_marker("o")] });
+        let expected =
+            DesiredProxy { enabled: Some(false), toxics: vec![down_marker("o")], ..DesiredProxy::clean("o") };
+        assert_eq!(d, expected);
         let marker = &d.toxics[0];
         assert_eq!(marker.toxicity, 0.0, "the marker never acts on a connection");
         assert_eq!(owner_of(&marker.name), Some("o"));

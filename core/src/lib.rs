@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod checks;
 pub mod client_metrics;
 pub mod duration;
+pub mod ending;
 pub mod engine;
 pub mod faults;
 pub mod observation;

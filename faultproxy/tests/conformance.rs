@@ -15,7 +15,7 @@ use chaoslab_core::{
 };
 use chaoslab_faultproxy::FaultProxy;
 use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port, loopback_ip};
-use chaoslab_toxiproxy::{Client, Error, Foreign, NewProxy};
+use chaoslab_toxiproxy::{Client, Error, NewProxy};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -308,12 +308,12 @@ async fn full_loss_blackholes_until_removed(kind: Kind) {
     let mut before = connect(lab.listen).await.unwrap();
     ping(&mut before, Duration::from_secs(2)).await.expect("healthy proxy answers");
 
-    lab.client.converge("backend", &desired_for(&loss(0, 100.0), OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &desired_for(&loss(0, 100.0), OWNER)).await.unwrap();
     let mut conn = connect(lab.listen).await.expect("a blackhole still accepts connections");
     assert_eq!(ping(&mut conn, Duration::from_millis(600)).await.unwrap_err(), "timed out");
     assert!(ping(&mut before, Duration::from_millis(400)).await.is_err(), "existing connections are blackholed too");
 
-    lab.client.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &DesiredProxy::clean(OWNER)).await.unwrap();
     // Removing a timeout toxic closes the connections it held.
     let (_, ended, _) = read_until_closed(&mut conn, Duration::from_secs(2)).await;
     assert!(is_closed(&ended), "hung connection closed on removal: {ended:?}");
@@ -323,7 +323,7 @@ async fn full_loss_blackholes_until_removed(kind: Kind) {
 
 async fn partial_loss_is_drawn_per_connection(kind: Kind) {
     let lab = lab(kind).await;
-    lab.client.converge("backend", &desired_for(&loss(0, 50.0), OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &desired_for(&loss(0, 50.0), OWNER)).await.unwrap();
     // Half the connections are blackholed (each direction drawn on its own, see faults::loss_toxicity).
     let pings = (0..48).map(|_| async {
         let mut c = connect(lab.listen).await.unwrap();
@@ -369,7 +369,7 @@ async fn latency_adds_the_configured_delay(kind: Kind) {
     for _ in 0..5 {
         base = base.min(ping(&mut conn, Duration::from_secs(2)).await.unwrap());
     }
-    lab.client.converge("backend", &desired_for(&latency(0, 500), OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &desired_for(&latency(0, 500), OWNER)).await.unwrap();
     let mut slow = connect(lab.listen).await.unwrap();
     let rtt = ping(&mut slow, Duration::from_secs(5)).await.unwrap();
     let added = rtt.saturating_sub(base);
@@ -398,13 +398,13 @@ async fn down_refuses_and_closes_existing_connections(kind: Kind) {
     let lab = lab_at(kind, loopback_ip()).await;
     let mut existing = connect(lab.listen).await.unwrap();
     ping(&mut existing, Duration::from_secs(2)).await.unwrap();
-    lab.client.converge("backend", &desired_for(&down(0), OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &desired_for(&down(0), OWNER)).await.unwrap();
     let err = connect(lab.listen).await.expect_err("a disabled proxy refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     let (_, ended, _) = read_until_closed(&mut existing, Duration::from_secs(2)).await;
     assert!(is_closed(&ended), "existing connection closed: {ended:?}");
 
-    lab.client.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &DesiredProxy::clean(OWNER)).await.unwrap();
     ping(&mut connect(lab.listen).await.unwrap(), Duration::from_secs(2)).await.unwrap();
 }
 
@@ -764,7 +764,7 @@ async fn shutdown_closes_every_listener_and_connection() {
     // One connection idle, one hung in a blackhole.
     let mut idle = connect(listens[0]).await.unwrap();
     ping(&mut idle, Duration::from_secs(2)).await.unwrap();
-    client.converge("two", &desired_for(&loss(0, 100.0), OWNER), Foreign::Keep).await.unwrap();
+    client.converge("two", &desired_for(&loss(0, 100.0), OWNER)).await.unwrap();
     let mut hung = connect(listens[1]).await.unwrap();
     assert!(ping(&mut hung, Duration::from_millis(200)).await.is_err());
 

@@ -12,7 +12,7 @@ use chaoslab_core::{
 };
 use chaoslab_loadgen::{Config, Target};
 use chaoslab_testenv::{RedisServer, ToxiproxyServer};
-use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign, NewProxy};
+use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use common::{Scrape, eventually, success_delta};
 
 const SERVERS: [&str; 3] = ["server-0", "server-1", "server-2"];
@@ -52,7 +52,7 @@ impl Lab {
     }
 
     async fn set(&self, i: usize, desired: &DesiredProxy) {
-        self.proxies[i].converge("redis", desired, Foreign::Keep).await.unwrap();
+        self.proxies[i].converge("redis", desired).await.unwrap();
     }
 
     fn config(&self) -> Config {

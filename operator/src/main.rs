@@ -2,6 +2,7 @@
 
 mod context;
 mod controller;
+mod converge;
 mod error;
 mod leader;
 mod metrics;

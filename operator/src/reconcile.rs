@@ -9,14 +9,12 @@ use std::{
 };
 
 use chaoslab_core::{
-    api::{ChaosScenario, ChaosScenarioStatus, Check, Phase, PhaseObservation, TargetStatus, Verdict},
-    checks,
+    api::{ChaosScenario, ChaosScenarioStatus, Phase, PhaseObservation, TargetStatus},
+    ending::{self, Stop},
     engine::{self, Plan},
     faults::{DesiredProxy, owner_tag},
     observation::AbortRule,
 };
-use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign};
-use futures::future::join_all;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
@@ -27,8 +25,11 @@ use kube::{
 
 use crate::{
     context::Context,
+    converge::{converge_record, jobs, release_all},
     error::Error,
-    queue, record, status,
+    queue, record,
+    sampler::Sampler,
+    status,
     targets::{self, Target},
 };
 
@@ -52,45 +53,6 @@ fn whole_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
-fn toxiproxy(ctx: &Context, url: &str) -> Result<Toxiproxy, String> {
-    Toxiproxy::with_policy(url, ctx.config.toxiproxy_policy).map_err(|e| e.to_string())
-}
-
-/// What happens to a record entry once its proxy is proven clean.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    /// A current target: it stays in the record.
-    Keep,
-    /// A former target: it leaves the record.
-    Drop,
-}
-
-/// One call to make: converge the proxy of `entry` to `desired`.
-struct Job {
-    entry: TargetStatus,
-    desired: DesiredProxy,
-    foreign: Foreign,
-    fate: Fate,
-}
-
-/// The jobs for a record whose first `desired.len()` entries are the current targets: those converge
-/// to `desired`, the former ones are released and leave the record once clean.
-fn jobs(record: &[TargetStatus], desired: &[DesiredProxy], owner: &str, foreign: Foreign) -> Vec<Job> {
-    record
-        .iter()
-        .enumerate()
-        .map(|(i, entry)| match desired.get(i) {
-            Some(d) => Job { entry: entry.clone(), desired: d.clone(), foreign, fate: Fate::Keep },
-            None => Job {
-                entry: entry.clone(),
-                desired: DesiredProxy::release(owner),
-                foreign: Foreign::Keep,
-                fate: Fate::Drop,
-            },
-        })
-        .collect()
-}
-
 /// Whether this process may start a Toxiproxy call now: it leads for at least one call's timeout
 /// more (always, without leader election). A stale leader must not act, see `leader.rs`.
 fn may_act(ctx: &Context) -> bool {
@@ -100,44 +62,6 @@ fn may_act(ctx: &Context) -> bool {
 /// How soon a reconcile that could not act because the lease is running out looks again (by then
 /// the lease is renewed, or the process has exited).
 const NOT_LEADING_RETRY: Duration = Duration::from_secs(1);
-
-/// Makes every call at once; returns the record afterwards and what failed, by target and URL.
-/// A call that fails on a proxy whose pod is gone counts as done: the toxics went with the pod.
-async fn converge_all(ctx: &Context, ns: &str, jobs: Vec<Job>) -> (Vec<TargetStatus>, Vec<String>) {
-    let calls = jobs.into_iter().map(|job| async move {
-        let result = match toxiproxy(ctx, &job.entry.endpoint) {
-            Ok(client) => client.converge(&job.entry.proxy, &job.desired, job.foreign).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        ctx.metrics.toxiproxy_converges.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
-        if let Ok(r) = &result
-            && !r.others.is_empty()
-        {
-            tracing::warn!(proxy = %job.entry.proxy, url = %job.entry.endpoint, others = ?r.others, "other scenarios' toxics on this proxy (left in place)");
-        }
-        let entry = match result {
-            Ok(report) => Ok(record::converged(&job.entry, report.enabled, report.held)),
-            Err(_) if targets::pod_gone(&ctx.client, ns, &job.entry).await => {
-                Ok(record::converged(&job.entry, true, vec![]))
-            }
-            Err(e) => Err((record::failed(&job.entry, &job.desired, e.clone()), e)),
-        };
-        (entry, job.fate)
-    });
-    let mut record = Vec::new();
-    let mut errors = Vec::new();
-    for (entry, fate) in join_all(calls).await {
-        match entry {
-            Ok(e) if fate == Fate::Drop && e.settled() => {}
-            Ok(e) => record.push(e),
-            Err((e, why)) => {
-                errors.push(format!("target {} ({}): {why}", e.name, e.endpoint));
-                record.push(e);
-            }
-        }
-    }
-    (record, errors)
-}
 
 async fn write_status(ctx: &Context, obj: &ChaosScenario, status: &ChaosScenarioStatus) -> Result<(), Error> {
     let api: Api<ChaosScenario> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
@@ -213,8 +137,7 @@ async fn fail(
     message: String,
 ) -> Result<Action, Error> {
     let owner = owner_tag(&obj.uid().unwrap_or_default());
-    let release = vec![DesiredProxy::release(&owner); current];
-    let (record, errors) = converge_all(ctx, &ns(obj), jobs(record, &release, &owner, Foreign::Keep)).await;
+    let (record, errors) = converge_record(ctx, &ns(obj), release_all(record, current, &owner)).await;
     ctx.samplers.stop(&obj.uid().unwrap_or_default());
     let message = if errors.is_empty() {
         message
@@ -245,8 +168,7 @@ async fn settle(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus) -
         return Ok(Action::await_change());
     }
     let owner = owner_tag(&uid);
-    let release = vec![DesiredProxy::release(&owner); old.targets.len()];
-    let (record, errors) = converge_all(ctx, &ns(obj), jobs(&old.targets, &release, &owner, Foreign::Keep)).await;
+    let (record, errors) = converge_record(ctx, &ns(obj), release_all(&old.targets, old.targets.len(), &owner)).await;
     let settled = record::settled(&record);
     if settled {
         event(ctx, obj, EventType::Normal, "FaultsRemoved", "the faults left on the targets are removed".into()).await;
@@ -269,20 +191,6 @@ fn merge_observations(mut have: Vec<PhaseObservation>, new: Vec<PhaseObservation
         }
     }
     have
-}
-
-fn summary(checks: &[Check], verdict: Verdict) -> String {
-    let passed = checks.iter().filter(|c| c.passed == Some(true)).count();
-    let failed: Vec<&str> = checks.iter().filter(|c| c.passed == Some(false)).map(|c| c.name.as_str()).collect();
-    let open = checks.iter().filter(|c| c.passed.is_none()).count();
-    let mut s = format!("verdict {verdict:?}: {passed} of {} checks passed", checks.len());
-    if !failed.is_empty() {
-        s += &format!("; failed: {}", failed.join(", "));
-    }
-    if open > 0 {
-        s += &format!("; {open} could not be judged");
-    }
-    s
 }
 
 /// The claim of every other scenario on the shared proxies, from the cache and from the runs this
@@ -358,6 +266,96 @@ async fn admit(
     Ok(Some(start_of_run(now)))
 }
 
+/// The run's plan from its start, with Testing cut short where spec.abort fired (recorded in
+/// status, or just now by the sampler); the abort time when it did.
+fn plan_of(
+    ctx: &Context,
+    obj: &ChaosScenario,
+    old: &ChaosScenarioStatus,
+    start: Timestamp,
+) -> (Plan, Option<Timestamp>) {
+    let sampler_abort = ctx.samplers.get(&obj.uid().unwrap_or_default()).and_then(|s| s.abort_at());
+    let aborted_at = old.aborted_at.as_ref().map(|t| t.0).or(sampler_abort.map(whole_seconds));
+    let plan = Plan::new(start, &obj.spec.phases).abort_at(aborted_at);
+    let aborted_at = plan.aborted_at.filter(|a| plan.starts(Phase::Recovery) == Some(*a));
+    (plan, aborted_at)
+}
+
+/// The sampler of a scenario with `spec.client`, started or told about edits; none without.
+fn sampler_of(ctx: &Context, obj: &ChaosScenario, plan: Plan, now: Timestamp) -> Option<Arc<Sampler>> {
+    let uid = obj.uid().unwrap_or_default();
+    match &obj.spec.client {
+        Some(c) => {
+            Some(ctx.samplers.ensure(&uid, &c.metrics_url, plan, obj.spec.abort.as_ref().map(AbortRule::from), now))
+        }
+        None => {
+            ctx.samplers.stop(&uid);
+            None
+        }
+    }
+}
+
+/// How late a phase change is applied, against its planned boundary (a metric).
+fn observe_lateness(ctx: &Context, old: Option<Phase>, plan: &Plan, phase: Phase, now: Timestamp) {
+    if old.is_some_and(|p| p != phase && (p == Phase::Pending || Phase::TIMED.contains(&p)))
+        && let Some(boundary) = plan.starts(phase)
+    {
+        let late = now.duration_since(boundary).as_secs_f64().max(0.0);
+        ctx.metrics.phase_transition_lateness.with_label_values(&[phase.as_str()]).observe(late);
+    }
+}
+
+/// Write-ahead: a proxy is on record before the first call that could put a toxic on it. Returns the
+/// status as written.
+async fn write_ahead(
+    ctx: &Context,
+    obj: &ChaosScenario,
+    old: ChaosScenarioStatus,
+    record: &[TargetStatus],
+    desired: &[DesiredProxy],
+) -> Result<ChaosScenarioStatus, Error> {
+    let faulting = desired.iter().any(|d| !d.toxics.is_empty() || d.enabled == Some(false));
+    if !(faulting && record::has_new_entries(&old.targets, record)) {
+        return Ok(old);
+    }
+    let grown = ChaosScenarioStatus { targets: record.to_vec(), ..old };
+    write_status(ctx, obj, &grown).await?;
+    Ok(grown)
+}
+
+/// The status message while a run goes on.
+fn progress(phase: Phase, start: Timestamp, current: &[TargetStatus], sampler: Option<&Sampler>) -> String {
+    let mut message = match phase {
+        Phase::Pending => format!("admitted: Stabilization starts at {start}"),
+        Phase::Stabilization => "Stabilization: targets reset, no faults".to_string(),
+        Phase::Testing => {
+            let faulted: Vec<&str> =
+                current.iter().filter(|t| !t.toxics.is_empty() || !t.enabled).map(|t| t.name.as_str()).collect();
+            format!("Testing: faults on {}", faulted.join(", "))
+        }
+        _ => "Recovery: faults removed, observing healing".to_string(),
+    };
+    if let Some(e) = sampler.and_then(Sampler::last_error) {
+        message += &format!(" (cannot read client metrics: {e})");
+    }
+    message
+}
+
+/// When to look again: just after the next boundary (so the engine sees the new phase), and at
+/// every sample during Testing when spec.abort may cut it short.
+fn next_look(ctx: &Context, obj: &ChaosScenario, phase: Phase, deadline: Option<Timestamp>, now: Timestamp) -> Action {
+    let Some(deadline) = deadline else { return Action::await_change() };
+    let wait = Duration::try_from(deadline.duration_since(now)).unwrap_or_default() + Duration::from_millis(20);
+    if obj.spec.abort.is_some() && phase == Phase::Testing {
+        Action::requeue(wait.min(ctx.config.sample_interval))
+    } else {
+        Action::requeue(wait)
+    }
+}
+
+/// One step of a run that has not ended: resolve its targets, admit it, put the engine's moment on
+/// every proxy of its record, fold in the client's observations, and write the status (with the
+/// verdict once Recovery is over).
 pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !may_act(&ctx) {
         return Ok(Action::requeue(NOT_LEADING_RETRY));
@@ -367,10 +365,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     if old.phase.is_some_and(Phase::is_terminal) {
         return settle(&ctx, &obj, &old).await;
     }
-    let uid = obj.uid().unwrap_or_default();
-    let generation = obj.meta().generation.unwrap_or_default();
     let spec = &obj.spec;
-
     let targets = match targets::resolve(&ctx.client, &obj).await {
         Ok(t) => t,
         Err(msg) => return fail(&ctx, &obj, &old, &old.targets, 0, msg).await,
@@ -380,47 +375,23 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         Ok(f) => f.to_vec(),
         Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), e.to_string()).await,
     };
-    let started_at = match old.started_at.as_ref().map(|t| t.0) {
+    let start = match old.started_at.as_ref().map(|t| t.0) {
         Some(t) => t,
         None => match admit(&ctx, &obj, &old, &targets, record.clone(), now).await? {
             Some(t) => t,
             None => return Ok(Action::requeue(ctx.config.queue_poll)),
         },
     };
-    let sampler_abort = ctx.samplers.get(&uid).and_then(|s| s.abort_at());
-    let aborted_at = old.aborted_at.as_ref().map(|t| t.0).or(sampler_abort.map(whole_seconds));
-    let plan = Plan::new(started_at, &spec.phases).abort_at(aborted_at);
-    let aborted_at = plan.aborted_at.filter(|a| plan.starts(Phase::Recovery) == Some(*a));
-    let sampler = match &spec.client {
-        Some(c) => Some(ctx.samplers.ensure(&uid, &c.metrics_url, plan, spec.abort.as_ref().map(AbortRule::from), now)),
-        None => {
-            ctx.samplers.stop(&uid);
-            None
-        }
-    };
-
-    let owner = owner_tag(&uid);
+    let (plan, aborted_at) = plan_of(&ctx, &obj, &old, start);
+    let sampler = sampler_of(&ctx, &obj, plan, now);
+    let owner = owner_tag(&obj.uid().unwrap_or_default());
     let moment = match engine::moment(spec, &owner, targets.len(), &plan, now) {
         Ok(m) => m,
         Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), e.to_string()).await,
     };
-    if old.phase.is_some_and(|p| p != moment.phase && (p == Phase::Pending || Phase::TIMED.contains(&p)))
-        && let Some(boundary) = plan.starts(moment.phase)
-    {
-        let late = now.duration_since(boundary).as_secs_f64().max(0.0);
-        ctx.metrics.phase_transition_lateness.with_label_values(&[moment.phase.as_str()]).observe(late);
-    }
-    // Write-ahead: a proxy is on record before the first call that could put a toxic on it.
-    let faulting = moment.targets.iter().any(|d| !d.toxics.is_empty() || d.enabled == Some(false));
-    let old = if faulting && record::has_new_entries(&old.targets, &record) {
-        let grown = ChaosScenarioStatus { targets: record.clone(), ..old.clone() };
-        write_status(&ctx, &obj, &grown).await?;
-        grown
-    } else {
-        old
-    };
-    let foreign = if engine::resets_targets(moment.phase) { Foreign::Remove } else { Foreign::Keep };
-    let (record, errors) = converge_all(&ctx, &ns(&obj), jobs(&record, &moment.targets, &owner, foreign)).await;
+    observe_lateness(&ctx, old.phase, &plan, moment.phase, now);
+    let old = write_ahead(&ctx, &obj, old, &record, &moment.targets).await?;
+    let (record, errors) = converge_record(&ctx, &ns(&obj), jobs(&record, &moment.targets, &owner)).await;
     if !errors.is_empty() {
         return fail(&ctx, &obj, &old, &record, targets.len(), errors.join("; ")).await;
     }
@@ -434,55 +405,22 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     };
     let done = moment.phase == Phase::Completed;
     let (phase, verdict, checks, message) = if done {
-        ctx.samplers.stop(&uid);
+        ctx.samplers.stop(&obj.uid().unwrap_or_default());
         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-        let (mut checks, mut verdict) = if spec.client.is_some() {
-            checks::evaluate(&faults, &names, &observations)
-        } else {
-            (vec![], Verdict::Inconclusive)
+        let stop = match (aborted_at, spec.abort.as_ref()) {
+            (Some(at), Some(rule)) => Stop::Aborted { at, rule },
+            _ => Stop::Completed,
         };
-        if let (Some(at), Some(rule)) = (aborted_at, spec.abort.as_ref()) {
-            checks.push(Check {
-                name: "not-aborted".into(),
-                description: "Testing runs to its end without hitting spec.abort".into(),
-                expected: format!("error rate below {:.0}% throughout Testing", rule.error_rate * 100.0),
-                observed: format!("error rate ≥ {:.0}% for {} at {}", rule.error_rate * 100.0, rule.duration, at),
-                passed: Some(false),
-            });
-            verdict = Verdict::Failed;
-        }
-        let phase = if aborted_at.is_some() { Phase::Aborted } else { Phase::Completed };
-        let message = if spec.client.is_none() {
-            "no spec.client.metricsUrl: nothing to judge".to_string()
-        } else {
-            summary(&checks, verdict)
-        };
-        (phase, Some(verdict), checks, message)
+        let e = ending::end(&faults, &names, &observations, spec.client.is_some(), stop);
+        (e.phase, Some(e.verdict), e.checks, e.message)
     } else {
-        let mut message = match moment.phase {
-            Phase::Pending => format!("admitted: Stabilization starts at {started_at}"),
-            Phase::Stabilization => "Stabilization: targets reset, no faults".to_string(),
-            Phase::Testing => {
-                let faulted: Vec<&str> = record
-                    .iter()
-                    .take(targets.len())
-                    .filter(|t| !t.toxics.is_empty() || !t.enabled)
-                    .map(|t| t.name.as_str())
-                    .collect();
-                format!("Testing: faults on {}", faulted.join(", "))
-            }
-            _ => "Recovery: faults removed, observing healing".to_string(),
-        };
-        if let Some(e) = sampler.as_ref().and_then(|s| s.last_error()) {
-            message += &format!(" (cannot read client metrics: {e})");
-        }
-        (moment.phase, None, vec![], message)
+        (moment.phase, None, vec![], progress(moment.phase, start, &record[..targets.len()], sampler.as_deref()))
     };
-
+    let generation = obj.meta().generation.unwrap_or_default();
     let new = ChaosScenarioStatus {
         phase: Some(phase),
         observed_generation: Some(generation),
-        started_at: Some(Time(started_at)),
+        started_at: Some(Time(start)),
         completed_at: done.then(|| Time(plan.end())),
         aborted_at: aborted_at.map(Time),
         timeline: plan.timeline(now),
@@ -494,20 +432,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         observations,
     };
     commit(&ctx, &obj, &old, new).await?;
-
-    Ok(match moment.next_deadline {
-        None => Action::await_change(),
-        Some(deadline) => {
-            // Land just after the boundary, so the engine sees the new phase.
-            let wait = Duration::try_from(deadline.duration_since(now)).unwrap_or_default() + Duration::from_millis(20);
-            let wait = if spec.abort.is_some() && phase == Phase::Testing {
-                wait.min(ctx.config.sample_interval)
-            } else {
-                wait
-            };
-            Action::requeue(wait)
-        }
-    })
+    Ok(next_look(&ctx, &obj, phase, moment.next_deadline, now))
 }
 
 /// Set on a scenario to let it be deleted although its faults could not be removed (a Toxiproxy
@@ -527,8 +452,7 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
     let targets = targets::resolve(&ctx.client, &obj).await.unwrap_or_default();
     let record = record::grow(&old.targets, &targets);
     let owner = owner_tag(&uid);
-    let release = vec![DesiredProxy::release(&owner); record.len()];
-    let (record, errors) = converge_all(&ctx, &ns(&obj), jobs(&record, &release, &owner, Foreign::Keep)).await;
+    let (record, errors) = converge_record(&ctx, &ns(&obj), release_all(&record, record.len(), &owner)).await;
     let key = scenario_key(&obj);
     if !errors.is_empty() {
         let abandon = obj.annotations().get(ABANDON_FAULTS).is_some_and(|v| v == "true");

@@ -7,7 +7,7 @@ use chaoslab_core::{
     api::{ChaosScenario, Phase},
     faults::{DesiredProxy, owner_of, owner_tag},
 };
-use chaoslab_toxiproxy::{Client as Toxiproxy, Foreign, RetryPolicy};
+use chaoslab_toxiproxy::{Client as Toxiproxy, RetryPolicy};
 use kube::{Api, ResourceExt, api::ListParams};
 
 /// Sweeps the Toxiproxies that any scenario's status lists. Returns how many toxics it removed.
@@ -36,7 +36,7 @@ pub async fn sweep(api: &Api<ChaosScenario>, policy: RetryPolicy) -> Result<usiz
             toxics.iter().filter_map(|t| owner_of(&t.name)).filter(|o| !testing.contains(*o)).collect();
         // Released the way their own run would: a proxy such a run disabled is enabled again.
         for owner in stale {
-            match client.converge(&proxy, &DesiredProxy::release(owner), Foreign::Keep).await {
+            match client.converge(&proxy, &DesiredProxy::release(owner)).await {
                 Ok(report) => {
                     removed += report.removed.len();
                     tracing::info!(%url, %proxy, %owner, removed = ?report.removed, "sweep: released leftover faults");

@@ -3,20 +3,12 @@
 //! its own faults.
 
 use chaoslab_core::{
-    faults::{DesiredProxy, is_down_marker, owner_of},
+    faults::{DesiredProxy, Foreign, is_down_marker, owner_of},
     toxic::Toxic,
 };
+use futures::future::join_all;
 
 use crate::{client::Client, error::Error, model::Proxy};
-
-/// What to do with toxics chaoslab did not create.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Foreign {
-    /// Leave them alone.
-    Keep,
-    /// Remove them too (the lab's reset before Stabilization and Recovery).
-    Remove,
-}
 
 /// What a converge changed, by toxic name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,17 +40,25 @@ fn wanted_enabled(current: &Proxy, desired: &DesiredProxy) -> bool {
         .unwrap_or_else(|| current.enabled || current.toxics.iter().any(|t| is_down_marker(&t.name, &desired.owner)))
 }
 
+/// One proxy to converge: its Toxiproxy, its name there, and what it must look like.
+pub struct Target<'a> {
+    pub client: &'a Client,
+    pub proxy: &'a str,
+    pub desired: &'a DesiredProxy,
+}
+
+/// Converges every target at once (a slow Toxiproxy delays no other); results in target order.
+/// The one way both the operator and the local runner put a moment of a run on its targets.
+pub async fn converge_all(targets: &[Target<'_>]) -> Vec<Result<ConvergeReport, Error>> {
+    join_all(targets.iter().map(|t| t.client.converge(t.proxy, t.desired))).await
+}
+
 impl Client {
     /// Makes `proxy` hold exactly `desired.toxics` among its owner's toxics and sets its enabled flag.
     /// Idempotent. The order keeps every crash safe: new toxics (a `down` marker among them) are
     /// in place before the proxy is disabled, and the proxy is enabled before any toxic (the marker
     /// among them) is removed, so a run interrupted at any call leaves a state its owner can undo.
-    pub async fn converge(
-        &self,
-        proxy: &str,
-        desired: &DesiredProxy,
-        foreign: Foreign,
-    ) -> Result<ConvergeReport, Error> {
+    pub async fn converge(&self, proxy: &str, desired: &DesiredProxy) -> Result<ConvergeReport, Error> {
         let current = self.proxy(proxy).await?;
         let enabled = wanted_enabled(&current, desired);
         let mut report = ConvergeReport { enabled, ..ConvergeReport::default() };
@@ -77,7 +77,7 @@ impl Client {
                     report.others.push(t.name.clone());
                     false
                 }
-                None => foreign == Foreign::Remove,
+                None => desired.foreign == Foreign::Remove,
             };
             if remove {
                 self.delete_toxic_if_present(proxy, &t.name).await?;

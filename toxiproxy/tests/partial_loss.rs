@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 use chaoslab_core::{catalog::loss, faults::desired_for};
 use chaoslab_faultproxy::FaultProxy;
 use chaoslab_testenv::{RedisServer, ToxiproxyServer};
-use chaoslab_toxiproxy::{Client, Foreign, NewProxy};
+use chaoslab_toxiproxy::{Client, NewProxy};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -50,7 +50,7 @@ async fn assert_thirty_percent_blackholed(url: &str) {
         })
         .await
         .unwrap();
-    client.converge("backend", &desired_for(&loss(0, 30.0), "owner"), Foreign::Keep).await.unwrap();
+    client.converge("backend", &desired_for(&loss(0, 30.0), "owner")).await.unwrap();
     let lost = unanswered(proxy.listen.parse().unwrap()).await;
     let share = lost as f64 / CONNECTIONS as f64;
     assert!(

@@ -12,7 +12,7 @@ use chaoslab_core::{
     toxic::{Stream, Toxic, ToxicType},
 };
 use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port, loopback_ip};
-use chaoslab_toxiproxy::{Client, Error, Foreign, NewProxy, RetryPolicy};
+use chaoslab_toxiproxy::{Client, Error, NewProxy, RetryPolicy};
 
 const OWNER: &str = "t35t0wnr";
 
@@ -170,10 +170,10 @@ async fn converge_is_idempotent_and_leaves_foreign_toxics_alone() {
     c.create_toxic("backend", &foreign_latency()).await.unwrap();
 
     let loss = desired_for(&loss(0, 100.0), OWNER);
-    let first = c.converge("backend", &loss, Foreign::Keep).await.unwrap();
+    let first = c.converge("backend", &loss).await.unwrap();
     assert_eq!(first.created.len(), 2);
     assert!(first.removed.is_empty());
-    let second = c.converge("backend", &loss, Foreign::Keep).await.unwrap();
+    let second = c.converge("backend", &loss).await.unwrap();
     assert!(!second.changed(), "second converge changed something: {second:?}");
 
     let names: Vec<String> = c.toxics("backend").await.unwrap().into_iter().map(|t| t.name).collect();
@@ -182,25 +182,25 @@ async fn converge_is_idempotent_and_leaves_foreign_toxics_alone() {
 
     // Switching the fault replaces our toxics, keeps the foreign one.
     let lat = desired_for(&latency(0, 250), OWNER);
-    let switched = c.converge("backend", &lat, Foreign::Keep).await.unwrap();
+    let switched = c.converge("backend", &lat).await.unwrap();
     assert_eq!((switched.created.len(), switched.removed.len()), (1, 2));
     let mut lat2 = lat.clone();
     lat2.toxics[0].attributes.insert("latency".into(), 300);
-    let patched = c.converge("backend", &lat2, Foreign::Keep).await.unwrap();
+    let patched = c.converge("backend", &lat2).await.unwrap();
     assert_eq!(patched.updated, vec![lat2.toxics[0].name.clone()]);
     assert_eq!(c.toxic("backend", &lat2.toxics[0].name).await.unwrap().attributes["latency"], 300);
 
     // Clean with Keep: only ours go. Clean with Remove: the lab's reset.
-    c.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
+    c.converge("backend", &DesiredProxy::clean(OWNER)).await.unwrap();
     let left = c.toxics("backend").await.unwrap();
     assert!(left.len() == 1 && left[0].same_effect(&foreign_latency()), "{left:?}");
-    c.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Remove).await.unwrap();
+    c.converge("backend", &DesiredProxy::reset(OWNER)).await.unwrap();
     assert!(c.toxics("backend").await.unwrap().is_empty());
 
     // Down, then back up.
-    assert!(c.converge("backend", &desired_for(&down(0), OWNER), Foreign::Keep).await.unwrap().toggled);
+    assert!(c.converge("backend", &desired_for(&down(0), OWNER)).await.unwrap().toggled);
     assert!(!c.proxy("backend").await.unwrap().enabled);
-    assert!(c.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap().toggled);
+    assert!(c.converge("backend", &DesiredProxy::clean(OWNER)).await.unwrap().toggled);
 }
 
 #[tokio::test]
@@ -212,8 +212,8 @@ async fn a_run_only_ever_undoes_its_own_faults() {
     // queued behind a, or long finished).
     let mut fault = loss(0, 100.0);
     fault.down = Some(true);
-    c.converge("backend", &desired_for(&fault, a), Foreign::Keep).await.unwrap();
-    let released = c.converge("backend", &DesiredProxy::release(b), Foreign::Keep).await.unwrap();
+    c.converge("backend", &desired_for(&fault, a)).await.unwrap();
+    let released = c.converge("backend", &DesiredProxy::release(b)).await.unwrap();
     assert!(!released.changed(), "b changed a's faults: {released:?}");
     assert_eq!(released.others.len(), 3, "a's two loss toxics and its down marker: {released:?}");
     let proxy = c.proxy("backend").await.unwrap();
@@ -221,14 +221,14 @@ async fn a_run_only_ever_undoes_its_own_faults() {
     assert_eq!(proxy.toxics.len(), 3);
 
     // a lets go: its marker says it disabled the proxy, so it enables it again.
-    let released = c.converge("backend", &DesiredProxy::release(a), Foreign::Keep).await.unwrap();
+    let released = c.converge("backend", &DesiredProxy::release(a)).await.unwrap();
     assert!(released.toggled && released.enabled, "{released:?}");
     let proxy = c.proxy("backend").await.unwrap();
     assert!(proxy.enabled && proxy.toxics.is_empty(), "{proxy:?}");
 
     // A proxy someone else disabled stays disabled when a run lets go.
     c.set_enabled("backend", false).await.unwrap();
-    let released = c.converge("backend", &DesiredProxy::release(a), Foreign::Keep).await.unwrap();
+    let released = c.converge("backend", &DesiredProxy::release(a)).await.unwrap();
     assert!(!released.toggled && !released.enabled);
     assert!(!c.proxy("backend").await.unwrap().enabled);
 }
@@ -236,7 +236,7 @@ async fn a_run_only_ever_undoes_its_own_faults() {
 #[tokio::test]
 async fn converge_on_a_missing_proxy_names_it() {
     let lab = lab().await;
-    let err = lab.client.converge("missing", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap_err();
+    let err = lab.client.converge("missing", &DesiredProxy::clean(OWNER)).await.unwrap_err();
     assert!(err.is_not_found() && err.to_string().contains("/proxies/missing"), "{err}");
 }
 
@@ -246,14 +246,14 @@ async fn full_packet_loss_blackholes_until_removed() {
     let mut before = connect(lab.listen).unwrap();
     ping(&mut before, Duration::from_secs(2)).expect("healthy proxy answers");
 
-    lab.client.converge("backend", &desired_for(&loss(0, 100.0), OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &desired_for(&loss(0, 100.0), OWNER)).await.unwrap();
     let mut conn = connect(lab.listen).expect("a blackhole still accepts connections");
     let err = ping(&mut conn, Duration::from_secs(1)).expect_err("no reply through a blackhole");
     assert!(err.contains("timed out") || err.contains("would block") || err.contains("Resource temporarily"), "{err}");
     // Existing connections are blackholed too.
     assert!(ping(&mut before, Duration::from_millis(500)).is_err());
 
-    lab.client.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &DesiredProxy::clean(OWNER)).await.unwrap();
     let mut after = connect(lab.listen).unwrap();
     ping(&mut after, Duration::from_secs(2)).expect("replies again once the toxic is removed");
 }
@@ -264,7 +264,7 @@ async fn latency_adds_about_the_configured_delay_to_a_round_trip() {
     let mut conn = connect(lab.listen).unwrap();
     let base = (0..5).map(|_| ping(&mut conn, Duration::from_secs(2)).unwrap()).min().unwrap();
 
-    lab.client.converge("backend", &desired_for(&latency(0, 500), OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &desired_for(&latency(0, 500), OWNER)).await.unwrap();
     let mut slow = connect(lab.listen).unwrap();
     let rtt = ping(&mut slow, Duration::from_secs(5)).unwrap();
     let added = rtt.saturating_sub(base);
@@ -279,9 +279,9 @@ async fn down_refuses_connections_and_up_accepts_again() {
     // Its own loopback address: once disabled, the port is free, and a listener another test binds
     // on 127.0.0.1:0 could take it and accept.
     let lab = lab_at(loopback_ip()).await;
-    lab.client.converge("backend", &desired_for(&down(0), OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &desired_for(&down(0), OWNER)).await.unwrap();
     let err = connect(lab.listen).expect_err("a disabled proxy refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
-    lab.client.converge("backend", &DesiredProxy::clean(OWNER), Foreign::Keep).await.unwrap();
+    lab.client.converge("backend", &DesiredProxy::clean(OWNER)).await.unwrap();
     ping(&mut connect(lab.listen).unwrap(), Duration::from_secs(2)).unwrap();
 }

@@ -1,0 +1,133 @@
+//! How a run ends: its checks, verdict, final phase and message. Pure; the one implementation the
+//! operator and `chaoslab run` share.
+
+use jiff::Timestamp;
+
+use crate::{
+    api::{AbortSpec, Check, Fault, Phase, PhaseObservation, Verdict},
+    checks,
+};
+
+/// Why the run stopped.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop<'a> {
+    /// Recovery ran to its end.
+    Completed,
+    /// `spec.abort` ended Testing early at `at`.
+    Aborted { at: Timestamp, rule: &'a AbortSpec },
+    /// The user stopped a local run during this phase.
+    Interrupted { during: Phase },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ending {
+    pub phase: Phase,
+    pub verdict: Verdict,
+    pub checks: Vec<Check>,
+    pub message: String,
+}
+
+/// The end of a run with these faults and target names, from the observations of its phases.
+/// `judged`: whether the client's metrics were read at all (a scenario without `spec.client`
+/// ends Inconclusive with no checks).
+pub fn end(
+    faults: &[Fault],
+    target_names: &[String],
+    observations: &[PhaseObservation],
+    judged: bool,
+    stop: Stop,
+) -> Ending {
+    let (mut checks, mut verdict) =
+        if judged { checks::evaluate(faults, target_names, observations) } else { (vec![], Verdict::Inconclusive) };
+    let phase = match stop {
+        Stop::Completed => Phase::Completed,
+        Stop::Aborted { at, rule } => {
+            checks.push(Check {
+                name: "not-aborted".into(),
+                description: "Testing runs to its end without hitting spec.abort".into(),
+                expected: format!("error rate below {:.0}% throughout Testing", rule.error_rate * 100.0),
+                observed: format!("error rate ≥ {:.0}% for {} at {at}", rule.error_rate * 100.0, rule.duration),
+                passed: Some(false),
+            });
+            verdict = Verdict::Failed;
+            Phase::Aborted
+        }
+        Stop::Interrupted { during } => {
+            checks.push(Check {
+                name: "not-interrupted".into(),
+                description: "the run is not interrupted".into(),
+                expected: "the run reaches the end of Recovery".into(),
+                observed: format!("interrupted during {}", during.as_str()),
+                passed: None,
+            });
+            verdict = Verdict::Inconclusive;
+            Phase::Aborted
+        }
+    };
+    let message = match (judged, stop) {
+        (false, _) => "no spec.client.metricsUrl: nothing to judge".to_string(),
+        (true, Stop::Interrupted { during }) => {
+            format!("interrupted by the user during {}; {}", during.as_str(), summary(&checks, verdict))
+        }
+        (true, _) => summary(&checks, verdict),
+    };
+    Ending { phase, verdict, checks, message }
+}
+
+/// `verdict Passed: 8 of 8 checks passed`, naming the failed checks and counting those not judged.
+fn summary(checks: &[Check], verdict: Verdict) -> String {
+    let passed = checks.iter().filter(|c| c.passed == Some(true)).count();
+    let failed: Vec<&str> = checks.iter().filter(|c| c.passed == Some(false)).map(|c| c.name.as_str()).collect();
+    let open = checks.iter().filter(|c| c.passed.is_none()).count();
+    let mut s = format!("verdict {verdict:?}: {passed} of {} checks passed", checks.len());
+    if !failed.is_empty() {
+        s += &format!("; failed: {}", failed.join(", "));
+    }
+    if open > 0 {
+        s += &format!("; {open} could not be judged");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::loss;
+
+    fn names() -> Vec<String> {
+        (0..3).map(|i| format!("server-{i}")).collect()
+    }
+
+    #[test]
+    fn without_observations_a_completed_run_is_inconclusive() {
+        let e = end(&[loss(0, 100.0)], &names(), &[], true, Stop::Completed);
+        assert_eq!((e.phase, e.verdict), (Phase::Completed, Verdict::Inconclusive));
+        assert!(e.message.starts_with("verdict Inconclusive: 0 of") && e.message.contains("could not be judged"));
+    }
+
+    #[test]
+    fn an_abort_fails_the_run_with_a_check_that_says_why() {
+        let rule = AbortSpec { error_rate: 0.5, duration: "10s".parse().unwrap() };
+        let at: Timestamp = "2026-12-01T00:00:40Z".parse().unwrap();
+        let e = end(&[loss(0, 100.0)], &names(), &[], true, Stop::Aborted { at, rule: &rule });
+        assert_eq!((e.phase, e.verdict), (Phase::Aborted, Verdict::Failed));
+        let c = e.checks.iter().find(|c| c.name == "not-aborted").unwrap();
+        assert_eq!(c.passed, Some(false));
+        assert!(c.observed.contains("50%") && c.observed.contains("10s"), "{}", c.observed);
+        assert!(e.message.contains("failed: not-aborted"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_interrupted_run_is_aborted_and_inconclusive() {
+        let e = end(&[loss(0, 100.0)], &names(), &[], true, Stop::Interrupted { during: Phase::Testing });
+        assert_eq!((e.phase, e.verdict), (Phase::Aborted, Verdict::Inconclusive));
+        assert!(e.message.starts_with("interrupted by the user during Testing"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_run_without_a_client_judges_nothing() {
+        let e = end(&[loss(0, 100.0)], &names(), &[], false, Stop::Completed);
+        assert_eq!((e.verdict, e.checks.len()), (Verdict::Inconclusive, 0));
+        assert!(e.message.contains("nothing to judge"));
+    }
+}
