@@ -123,7 +123,6 @@ pub fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result<ExitCode> {
-    let phases = Phases { stabilization: args.stabilization, testing: args.testing, recovery: args.recovery };
     let client = match &args.client_metrics {
         Some(url) => ClientOptions::External { metrics_url: url.clone() },
         None => ClientOptions::BuiltIn { concurrency: args.concurrency },
@@ -140,71 +139,13 @@ async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result
         }
     );
     let lab = Lab::start(&opts).await?;
-    if args.client_metrics.is_some() || args.listen.is_some() {
-        eprintln!("chaoslab: the servers, through their fault proxies:");
-        for s in &lab.servers {
-            eprintln!("  {}  {}", s.name, s.listen);
-        }
-    }
-    if let Some(url) = &args.client_metrics {
-        eprintln!("chaoslab: waiting for your client's metrics at {url} (up to 2 min; Ctrl-C to stop)...");
-        let waited = tokio::select! {
-            r = lab.wait_for_client(Duration::from_secs(120)) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted while waiting for the client")),
-        };
-        if let Err(e) = waited {
-            let _ = lab.shutdown().await;
-            return Err(e);
-        }
-    }
-    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let Some(addr) = args.metrics_addr {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = lab.shutdown().await;
-                anyhow::bail!("--metrics-addr {addr}: {e}");
-            }
-        };
-        let before_scrape: Option<std::sync::Arc<dyn Fn() + Send + Sync>> = match &lab.client {
-            Client::BuiltIn(load) => {
-                let client = load.client().clone();
-                Some(std::sync::Arc::new(move || client.tick()))
-            }
-            Client::External { .. } => None,
-        };
-        let endpoints = chaoslab_telemetry::Endpoints { registry: lab.registry.clone(), before_scrape, ready: None };
-        eprintln!("chaoslab: metrics on http://{addr}/metrics");
-        tokio::spawn(chaoslab_telemetry::serve(listener, endpoints, async {
-            let _ = metrics_stopped.await;
-        }));
-    }
-    let mut verdicts = Vec::new();
-    let mut interrupted = false;
-    for (i, scenario) in chosen.iter().enumerate() {
-        if chosen.len() > 1 {
-            eprintln!("\n[{}/{}] {} — {}", i + 1, chosen.len(), scenario.name, scenario.description);
-        } else {
-            eprintln!("{} — {}", scenario.name, scenario.description);
-        }
-        let (verdict, stopped) = match run_one(&lab, scenario, phases.clone(), args.report.as_deref()).await {
-            Ok(v) => v,
-            Err(e) => {
-                // Leave nothing behind before reporting the error.
-                let _ = lab.reset().await;
-                let _ = lab.shutdown().await;
-                return Err(e.context(format!("running {}", scenario.name)));
-            }
-        };
-        verdicts.push((scenario.name, verdict));
-        if stopped {
-            interrupted = true;
-            break;
-        }
-    }
-    lab.reset().await.context("removing the toxics")?;
-    lab.shutdown().await.context("stopping the lab")?;
-    let _ = stop_metrics.send(());
+    let ran = run_on(&lab, args, chosen).await;
+    // The one way out, whatever happened: nothing is left behind.
+    let reset = lab.reset().await.context("removing the toxics");
+    let stopped = lab.shutdown().await.context("stopping the lab");
+    let (verdicts, interrupted) = ran?;
+    reset?;
+    stopped?;
     if chosen.len() > 1 {
         eprintln!("\nsummary:");
         for (name, v) in &verdicts {
@@ -219,6 +160,69 @@ async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs the chosen scenarios one after another on a started lab: the verdicts, and whether the user
+/// interrupted. The lab's metrics endpoint (if asked for) serves until this returns.
+async fn run_on(
+    lab: &Lab,
+    args: &RunArgs,
+    chosen: &[&'static Scenario],
+) -> anyhow::Result<(Vec<(&'static str, Verdict)>, bool)> {
+    if args.client_metrics.is_some() || args.listen.is_some() {
+        eprintln!("chaoslab: the servers, through their fault proxies:");
+        for s in &lab.servers {
+            eprintln!("  {}  {}", s.name, s.listen);
+        }
+    }
+    if let Some(url) = &args.client_metrics {
+        eprintln!("chaoslab: waiting for your client's metrics at {url} (up to 2 min; Ctrl-C to stop)...");
+        tokio::select! {
+            r = lab.wait_for_client(Duration::from_secs(120)) => r?,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted while waiting for the client"),
+        }
+    }
+    let _metrics = match args.metrics_addr {
+        Some(addr) => Some(serve_metrics(lab, addr).await?),
+        None => None,
+    };
+    let phases = Phases { stabilization: args.stabilization, testing: args.testing, recovery: args.recovery };
+    let mut verdicts = Vec::new();
+    for (i, scenario) in chosen.iter().enumerate() {
+        if chosen.len() > 1 {
+            eprintln!("\n[{}/{}] {} — {}", i + 1, chosen.len(), scenario.name, scenario.description);
+        } else {
+            eprintln!("{} — {}", scenario.name, scenario.description);
+        }
+        let (verdict, stopped) = run_one(lab, scenario, phases.clone(), args.report.as_deref())
+            .await
+            .with_context(|| format!("running {}", scenario.name))?;
+        verdicts.push((scenario.name, verdict));
+        if stopped {
+            return Ok((verdicts, true));
+        }
+    }
+    Ok((verdicts, false))
+}
+
+/// Serves the lab's metrics (the client's and the scenario's) on `addr` until the returned sender
+/// is dropped.
+async fn serve_metrics(lab: &Lab, addr: SocketAddr) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--metrics-addr {addr}"))?;
+    let before_scrape: Option<std::sync::Arc<dyn Fn() + Send + Sync>> = match &lab.client {
+        Client::BuiltIn(load) => {
+            let client = load.client().clone();
+            Some(std::sync::Arc::new(move || client.tick()))
+        }
+        Client::External { .. } => None,
+    };
+    let endpoints = chaoslab_telemetry::Endpoints { registry: lab.registry.clone(), before_scrape, ready: None };
+    eprintln!("chaoslab: metrics on http://{addr}/metrics");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(chaoslab_telemetry::serve(listener, endpoints, async {
+        let _ = stopped.await;
+    }));
+    Ok(stop)
 }
 
 /// Runs one scenario; Ok((verdict, interrupted)).
@@ -267,9 +271,6 @@ async fn run_one(
     }
     if tty {
         eprintln!();
-    }
-    if interrupted {
-        lab.reset().await.context("removing the toxics after Ctrl-C")?;
     }
     let status = exp.status(interrupted);
     print!("{}", report::table::render(scenario.name, &status));
