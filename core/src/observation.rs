@@ -281,12 +281,10 @@ impl RunRecorder {
 
 #[cfg(test)]
 mod tests {
+    use chaoslab_testenv::at;
+
     use super::*;
     use crate::api::Phases;
-
-    fn at(s: i64) -> Timestamp {
-        Timestamp::UNIX_EPOCH + SignedDuration::from_secs(s)
-    }
 
     fn scrape(servers: &[(&str, f64, f64, BreakerState, f64)]) -> Scrape {
         servers

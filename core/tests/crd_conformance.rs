@@ -3,7 +3,7 @@
 //! columns read well, and status is written only through its subresource.
 
 use chaoslab_core::api::{ChaosScenario, ChaosScenarioStatus, Phase, Verdict, crd_yaml};
-use chaoslab_testenv::{ControlPlane, install_crd, namespace};
+use chaoslab_testenv::{ControlPlane, install_crd, scenario_namespace};
 use kube::{
     Api, Client,
     api::{DynamicObject, Patch, PatchParams, PostParams},
@@ -13,11 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 async fn setup() -> (Client, String) {
-    let cp = ControlPlane::shared();
-    let client = cp.client().await;
-    install_crd(&client, &crd_yaml()).await;
-    let ns = namespace(&client, "crd").await;
-    (client, ns)
+    scenario_namespace("crd").await
 }
 
 fn dynamic_api(client: &Client, ns: &str) -> Api<DynamicObject> {

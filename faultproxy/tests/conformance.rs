@@ -14,7 +14,7 @@ use chaoslab_core::{
     toxic::{Stream, Toxic, ToxicType},
 };
 use chaoslab_faultproxy::FaultProxy;
-use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port, loopback_ip};
+use chaoslab_testenv::{ProxiedRedis, RedisServer, ToxiproxyServer, free_port, loopback_ip, proxied_redis};
 use chaoslab_toxiproxy::{Client, Error, NewProxy};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -66,20 +66,8 @@ async fn lab(kind: Kind) -> Lab {
 
 /// The proxy listening on `ip` (any of 127.0.0.0/8).
 async fn lab_at(kind: Kind, ip: Ipv4Addr) -> Lab {
-    let redis = RedisServer::start();
     let server = Server::start(kind).await;
-    let client = Client::new(&server.url).unwrap();
-    let listen: SocketAddr = (ip, free_port()).into();
-    let p = client
-        .create_proxy(&NewProxy {
-            name: "backend".into(),
-            listen: listen.to_string(),
-            upstream: redis.addr(),
-            enabled: None,
-        })
-        .await
-        .unwrap();
-    assert!(p.enabled && p.listen == listen.to_string(), "{p:?}");
+    let ProxiedRedis { redis, client, listen } = proxied_redis(&server.url, (ip, free_port()).into()).await;
     Lab { redis, _server: server, client, listen }
 }
 

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use chaoslab_loadgen::{Config, Outcome, RetryConfig, Target, conn::Conn, resp::Frame, resp_server};
+use chaoslab_testenv::eventually;
 use chaoslab_testenv::{RedisServer, free_port};
-use common::eventually;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,

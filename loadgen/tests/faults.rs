@@ -11,9 +11,10 @@ use chaoslab_core::{
     faults::{DesiredProxy, desired_for},
 };
 use chaoslab_loadgen::{Config, Target};
+use chaoslab_testenv::eventually;
 use chaoslab_testenv::{RedisServer, ToxiproxyServer};
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
-use common::{Scrape, eventually, success_delta};
+use common::{Scrape, success_delta};
 
 const SERVERS: [&str; 3] = ["server-0", "server-1", "server-2"];
 const OWNER: &str = "owner123";

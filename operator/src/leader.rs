@@ -291,11 +291,9 @@ impl Elector {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use chaoslab_testenv::at;
 
-    fn at(s: i64) -> Timestamp {
-        Timestamp::UNIX_EPOCH + SignedDuration::from_secs(s)
-    }
+    use super::*;
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)

@@ -178,13 +178,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use chaoslab_core::api::{Phase, Phases};
+    use chaoslab_testenv::at;
     use tokio::{io::AsyncWriteExt, net::TcpListener};
 
     use super::*;
-
-    fn at(s: i64) -> Timestamp {
-        Timestamp::UNIX_EPOCH + SignedDuration::from_secs(s)
-    }
 
     fn phases(secs: u64) -> Phases {
         let p = format!("{secs}s").parse().unwrap();

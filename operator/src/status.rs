@@ -77,12 +77,9 @@ pub fn conditions(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use jiff::SignedDuration;
+    use chaoslab_testenv::at;
 
-    fn at(s: i64) -> Timestamp {
-        Timestamp::UNIX_EPOCH + SignedDuration::from_secs(s)
-    }
+    use super::*;
 
     #[test]
     fn conditions_keep_their_transition_time_until_they_change() {

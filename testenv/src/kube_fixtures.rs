@@ -70,3 +70,12 @@ pub async fn run_pod(client: &Client, ns: &str, pod: Pod, pod_ip: &str) -> Pod {
     }});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("set pod status")
 }
+
+/// The shared control plane's client, with the ChaosScenario CRD installed, and a fresh namespace
+/// `<prefix>-<pid>-<n>`: where every Kubernetes test starts.
+pub async fn scenario_namespace(prefix: &str) -> (Client, String) {
+    let client = crate::ControlPlane::shared().client().await;
+    install_crd(&client, &chaoslab_core::api::crd_yaml()).await;
+    let ns = namespace(&client, prefix).await;
+    (client, ns)
+}

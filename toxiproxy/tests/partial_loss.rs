@@ -6,8 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use chaoslab_core::{catalog::loss, faults::desired_for};
 use chaoslab_faultproxy::FaultProxy;
-use chaoslab_testenv::{RedisServer, ToxiproxyServer};
-use chaoslab_toxiproxy::{Client, NewProxy};
+use chaoslab_testenv::{ToxiproxyServer, proxied_redis};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -39,19 +38,9 @@ mod thirty_percent_loss_blackholes_thirty_percent_of_connections {
 /// Puts redis behind a proxy on the Toxiproxy API at `url`, applies 30 % packet loss as chaoslab
 /// maps it, and measures the share of fresh connections that get no reply.
 async fn assert_thirty_percent_blackholed(url: &str) {
-    let redis = RedisServer::start();
-    let client = Client::new(url).unwrap();
-    let proxy = client
-        .create_proxy(&NewProxy {
-            name: "backend".into(),
-            listen: "127.0.0.1:0".into(),
-            upstream: redis.addr(),
-            enabled: None,
-        })
-        .await
-        .unwrap();
-    client.converge("backend", &desired_for(&loss(0, 30.0), "owner")).await.unwrap();
-    let lost = unanswered(proxy.listen.parse().unwrap()).await;
+    let lab = proxied_redis(url, "127.0.0.1:0".parse().unwrap()).await;
+    lab.client.converge("backend", &desired_for(&loss(0, 30.0), "owner")).await.unwrap();
+    let lost = unanswered(lab.listen).await;
     let share = lost as f64 / CONNECTIONS as f64;
     assert!(
         (share - 0.3).abs() <= 0.075,

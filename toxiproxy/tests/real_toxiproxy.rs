@@ -11,7 +11,7 @@ use chaoslab_core::{
     faults::{DesiredProxy, desired_for},
     toxic::{Stream, Toxic, ToxicType},
 };
-use chaoslab_testenv::{RedisServer, ToxiproxyServer, free_port, loopback_ip};
+use chaoslab_testenv::{ProxiedRedis, RedisServer, ToxiproxyServer, free_port, loopback_ip, proxied_redis};
 use chaoslab_toxiproxy::{Client, Error, NewProxy, RetryPolicy};
 
 const OWNER: &str = "t35t0wnr";
@@ -30,20 +30,8 @@ async fn lab() -> Lab {
 
 /// The proxy listening on `ip` (any of 127.0.0.0/8).
 async fn lab_at(ip: Ipv4Addr) -> Lab {
-    let redis = RedisServer::start();
     let toxiproxy = ToxiproxyServer::start();
-    let client = Client::new(&toxiproxy.url()).unwrap();
-    let listen: SocketAddr = (ip, free_port()).into();
-    let proxy = client
-        .create_proxy(&NewProxy {
-            name: "backend".into(),
-            listen: listen.to_string(),
-            upstream: redis.addr(),
-            enabled: None,
-        })
-        .await
-        .unwrap();
-    assert!(proxy.enabled);
+    let ProxiedRedis { redis, client, listen } = proxied_redis(&toxiproxy.url(), (ip, free_port()).into()).await;
     Lab { _redis: redis, _toxiproxy: toxiproxy, client, listen }
 }
 

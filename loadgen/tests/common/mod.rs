@@ -2,13 +2,7 @@
 //! that endpoint the way Prometheus does (HTTP GET, text format).
 #![allow(dead_code)]
 
-use std::{
-    collections::BTreeMap,
-    future::Future,
-    net::SocketAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use chaoslab_loadgen::{Config, LoadGenerator, RunHandle};
 use tokio::{
@@ -124,23 +118,6 @@ impl Scrape {
 
     pub fn pool(&self, server: &str, state: &str) -> f64 {
         self.sum("chaoslab_client_pool_connections", &[("server", server), ("state", state)])
-    }
-}
-
-/// Polls `check` until it returns Some or `timeout` passes (then panics with `what` and the last
-/// observation). Returns the value and how long it took.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> (T, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    loop {
-        match check().await {
-            Ok(v) => return (v, start.elapsed()),
-            Err(last) if start.elapsed() > timeout => panic!("{what}: not within {timeout:?}; last seen: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
     }
 }
 

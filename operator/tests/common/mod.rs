@@ -10,11 +10,11 @@ use std::{
 };
 
 use chaoslab_core::{
-    api::{ChaosScenario, Phase, crd_yaml},
+    api::{ChaosScenario, Phase},
     faults::owner_of,
 };
 use chaoslab_testenv::{
-    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, install_crd, loopback_ip, namespace, ready_pod,
+    ControlPlane, Managed, RedisServer, ToxiproxyServer, free_port, loopback_ip, ready_pod, scenario_namespace,
     wait_for_port, workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
@@ -112,9 +112,7 @@ pub fn scenario(
 }
 
 pub async fn setup(prefix: &str) -> (Client, String, Api<ChaosScenario>) {
-    let client = ControlPlane::shared().client().await;
-    install_crd(&client, &crd_yaml()).await;
-    let ns = namespace(&client, prefix).await;
+    let (client, ns) = scenario_namespace(prefix).await;
     let api = Api::namespaced(client.clone(), &ns);
     (client, ns, api)
 }

@@ -1,0 +1,8 @@
+//! Times for tests of the pure cores, which take the time as an argument.
+
+use jiff::{SignedDuration, Timestamp};
+
+/// `secs` seconds after the Unix epoch.
+pub fn at(secs: i64) -> Timestamp {
+    Timestamp::UNIX_EPOCH + SignedDuration::from_secs(secs)
+}
