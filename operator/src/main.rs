@@ -128,45 +128,96 @@ async fn reach_apiserver(client: &kube::Client) {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
-    let metrics = metrics::Metrics::default();
+/// Serves /metrics, /healthz and /readyz; /readyz is 200 once the returned flag is set.
+async fn serve_endpoints(addr: SocketAddr, metrics: &metrics::Metrics) -> anyhow::Result<Arc<AtomicBool>> {
     let ready = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("--metrics-addr {}: {e}", args.metrics_addr))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("--metrics-addr {addr}: {e}"))?;
     let endpoints = chaoslab_telemetry::Endpoints {
         registry: metrics.registry.clone(),
         before_scrape: None,
         ready: Some(ready.clone()),
     };
     tokio::spawn(chaoslab_telemetry::serve(listener, endpoints, std::future::pending()));
+    Ok(ready)
+}
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    tokio::spawn({
-        let tx = stop_tx.clone();
-        async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            let _ = tx.send(true);
-        }
+/// Becomes true on SIGTERM or Ctrl-C.
+fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
     });
+    rx
+}
+
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Waits for the Lease; None if a stop came first. While this process leads, a task renews the
+/// lease; once lost, it exits at once (a graceful shutdown can hang on an unreachable apiserver
+/// while reconciles go on), and the watchdog thread does it even if this runtime is stuck.
+async fn lead(
+    e: &leader::Elector,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<(leader::Leadership, tokio::task::JoinHandle<()>)> {
+    tracing::info!(lease = %e.name, identity = %e.identity, "waiting for leadership");
+    let leadership = tokio::select! {
+        l = e.acquire() => l,
+        _ = stopped(stop) => return None,
+    };
+    tracing::info!(lease = %e.name, "leading");
+    leader::watchdog(leadership.clone());
+    let holding = tokio::spawn({
+        let (e, l) = (e.clone(), leadership.clone());
+        async move { leader::step_down(&e.hold(&l).await) }
+    });
+    Some((leadership, holding))
+}
+
+/// Runs the controller until a stop. A stop asked before the controller's cache is filled would
+/// never end its graceful shutdown (kube-runtime holds it until the store is ready, and the watch
+/// that fills it stops with the signal): then it is not started, and the graceful shutdown is
+/// bounded anyway, so that a stopping leader (a rolling update's old pod) releases the Lease before
+/// it is killed.
+async fn run_controller(
+    client: kube::Client,
+    config: context::Config,
+    metrics: &metrics::Metrics,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if *stop.borrow() {
+        return Ok(());
+    }
+    tracing::info!(namespace = config.namespace.as_deref().unwrap_or("(all)"), "watching ChaosScenarios");
+    let graceful = stopped(stop.clone());
+    tokio::select! {
+        r = controller::run(client, config, metrics.clone(), graceful) => r,
+        _ = async move {
+            stopped(stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("the controller did not stop within {SHUTDOWN_GRACE:?} of the signal; stopping it");
+            Ok(())
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
+    let metrics = metrics::Metrics::default();
+    let ready = serve_endpoints(args.metrics_addr, &metrics).await?;
+    let stop = stop_on_signal();
 
     // Ready means healthy (the apiserver answers), not leading: a standby replica is Ready too, as in
     // controller-runtime, so a rolling update can start the new pod while the old one still leads.
     // Who leads is the chaoslab_operator_leader metric.
-    {
-        let mut rx = stop_rx.clone();
-        tokio::select! {
-            _ = reach_apiserver(&client) => {}
-            _ = rx.wait_for(|s| *s) => return Ok(()),
-        }
+    tokio::select! {
+        _ = reach_apiserver(&client) => {}
+        _ = stopped(stop.clone()) => return Ok(()),
     }
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
 
@@ -177,23 +228,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let (leadership, holding) = match &elector {
         None => (leader::Leadership::unelected(), None),
-        Some(e) => {
-            tracing::info!(lease = %e.name, identity = %e.identity, "waiting for leadership");
-            let mut rx = stop_rx.clone();
-            let leadership = tokio::select! {
-                l = e.acquire() => l,
-                _ = rx.wait_for(|s| *s) => return Ok(()),
-            };
-            tracing::info!(lease = %e.name, "leading");
-            // Leadership lost: exit at once (a graceful shutdown can hang on an unreachable apiserver
-            // while reconciles go on). The watchdog thread does it even if this runtime is stuck.
-            leader::watchdog(leadership.clone());
-            let holding = tokio::spawn({
-                let (e, l) = (e.clone(), leadership.clone());
-                async move { leader::step_down(&e.hold(&l).await) }
-            });
-            (leadership, Some(holding))
-        }
+        Some(e) => match lead(e, stop.clone()).await {
+            Some((leadership, holding)) => (leadership, Some(holding)),
+            None => return Ok(()),
+        },
     };
     metrics.leader.set(1);
 
@@ -209,26 +247,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         toxiproxy_policy: policy,
         leadership: leadership.clone(),
     };
-    // A stop asked before the controller's cache is filled would never end its graceful shutdown
-    // (kube-runtime holds it until the store is ready, and the watch that fills it stops with the
-    // signal): then do not start it, and bound the graceful shutdown anyway, so that a stopping
-    // leader (a rolling update's old pod) releases the Lease before it is killed.
-    let result = if *stop_rx.borrow() {
-        Ok(())
-    } else {
-        tracing::info!(namespace = config.namespace.as_deref().unwrap_or("(all)"), "watching ChaosScenarios");
-        let mut rx = stop_rx.clone();
-        tokio::select! {
-            r = controller::run(client, config, metrics.clone(), stop) => r,
-            _ = async move {
-                let _ = rx.wait_for(|s| *s).await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => {
-                tracing::warn!("the controller did not stop within {SHUTDOWN_GRACE:?} of the signal; stopping it");
-                Ok(())
-            }
-        }
-    };
+    let result = run_controller(client, config, &metrics, stop).await;
     if let (Some(e), Some(holding)) = (&elector, holding) {
         // Stop renewing first, so that the released lease is not taken again by this process.
         holding.abort();
