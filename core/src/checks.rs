@@ -1,5 +1,5 @@
-//! The expected behaviour of DESIGN.md, made checkable: faults and per-phase observations in,
-//! checks and a verdict out. Pure.
+//! The expected behaviour of a resilient client (README "Checks and the verdict"; how to add a check:
+//! docs/architecture.md), made checkable: faults and per-phase observations in, checks and a verdict out. Pure.
 //!
 //! A target with 100 % packet loss or `down` is *dead*: its breaker must open during Testing while
 //! healthy breakers stay closed, successful traffic must concentrate on the healthy servers and the

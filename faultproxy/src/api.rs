@@ -1,4 +1,4 @@
-//! The HTTP admin API: Toxiproxy's routes, status codes and bodies (see shared/reference/toxiproxy-api.md).
+//! The HTTP admin API: Toxiproxy's routes, status codes and bodies (see docs/toxiproxy-api.md).
 
 use std::{convert::Infallible, sync::Arc};
 
