@@ -6,8 +6,9 @@
 #   hack/bench-faultproxy.sh                 # N=200000 C=50 TESTS=get,set ROUNDS=3
 #   N=50000 ROUNDS=1 hack/bench-faultproxy.sh
 #
-# Needs redis-server and redis-benchmark on PATH and toxiproxy-server v2.12.0 (TOXIPROXY_SERVER, default
-# the testenv cache). Everything listens on 127.0.0.1 and is stopped on exit.
+# Needs redis-server and redis-benchmark on PATH and toxiproxy-server (TOXIPROXY_SERVER, default the
+# cached build of hack/versions.env's TOXIPROXY_VERSION). Everything listens on 127.0.0.1 and is
+# stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,9 @@ N=${N:-200000}
 C=${C:-50}
 TESTS=${TESTS:-get,set}
 ROUNDS=${ROUNDS:-3}
-TOXIPROXY_SERVER=${TOXIPROXY_SERVER:-$HOME/.cache/chaoslab/bin/toxiproxy-server-2.12.0}
+# shellcheck source=versions.sh
+. hack/versions.sh
+TOXIPROXY_SERVER=${TOXIPROXY_SERVER:-${CHAOSLAB_CACHE:-$HOME/.cache/chaoslab}/bin/toxiproxy-server-$TOXIPROXY_VERSION}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 for bin in redis-server redis-benchmark curl; do

@@ -4,8 +4,9 @@
 #     chromium (renders the HTML report in a test), prometheus (promtool and a real Prometheus
 #     for the dashboard test), nix-bin (parses and evaluates flake.nix), containerd and runc
 #     (import the built images as `kind load` does and run them), jq (hack/build-images.sh)
-#   - toxiproxy-server v2.12.0, built from the Go module proxy into ~/.cache/chaoslab
+#   - toxiproxy-server, built from the Go module proxy into ~/.cache/chaoslab
 #   - the Kubernetes test control plane (kube-apiserver, etcd, helm), see hack/testenv/
+# The tools' versions are in hack/versions.env.
 # Safe to run again: every step checks first.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

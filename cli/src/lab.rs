@@ -25,6 +25,16 @@ pub enum BackendKind {
     RedisServer,
 }
 
+/// In words, for messages: "3 built-in backends".
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Builtin => "built-in",
+            BackendKind::RedisServer => "redis-server",
+        })
+    }
+}
+
 pub struct LabOptions {
     pub backend: BackendKind,
     /// Real toxiproxy-servers to use instead of the embedded fault proxies (one per server).

@@ -130,7 +130,7 @@ async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result
     let opts =
         LabOptions { backend: args.backend, toxiproxy: args.toxiproxy.clone(), listen: args.listen.clone(), client };
     eprintln!(
-        "chaoslab: starting the lab (3 {:?} backends, {} fault proxies, {})...",
+        "chaoslab: starting the lab (3 {} backends, {} fault proxies, {})...",
         args.backend,
         if args.toxiproxy.is_some() { "real Toxiproxy" } else { "embedded" },
         match &args.client_metrics {

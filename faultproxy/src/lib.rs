@@ -9,6 +9,7 @@
 //! Deliberate differences from Toxiproxy are listed in the crate's README.
 
 mod api;
+mod chain;
 mod error;
 mod gojson;
 mod link;

@@ -25,7 +25,7 @@ use chaoslab_core::toxic::{Stream, ToxicType};
 use tokio::{net::TcpStream, sync::watch};
 
 use crate::{
-    registry::{Chain, StoredToxic},
+    chain::{Chain, StoredToxic},
     toxics::{
         Params, bandwidth, latency, limit_data, ms, slicer,
         toxicity::{self, Fate},

@@ -13,7 +13,7 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 
-use crate::{link, registry::Chain};
+use crate::{chain::Chain, link};
 
 /// A listening proxy. `stop` closes the listener and every connection; dropping it does the same
 /// without waiting.

@@ -11,22 +11,11 @@ use chaoslab_core::toxic::{Stream, Toxic};
 use tokio::sync::{Mutex, watch};
 
 use crate::{
+    chain::{Chain, StoredToxic},
     error::ApiError,
     model::{self, ProxyFields, ProxyView},
     proxy::{self, Runner},
 };
-
-/// A toxic as the data path sees it: `id` is unique for the server's lifetime (a re-created toxic of the
-/// same name is a new toxic), `rev` grows with every update.
-#[derive(Debug)]
-pub(crate) struct StoredToxic {
-    pub id: u64,
-    pub rev: u64,
-    pub toxic: Toxic,
-}
-
-/// A proxy's toxics in the order they were added.
-pub(crate) type Chain = Arc<Vec<Arc<StoredToxic>>>;
 
 struct Entry {
     id: u64,

@@ -6,8 +6,8 @@
 # Idempotent: a binary already in the cache is not rebuilt. A failed build leaves nothing.
 # Progress goes to stderr; the summary ("name  path" per present binary) to stdout.
 #
-# Env: KUBE_VERSION (1.36.3), ETCD_VERSION (3.6.16), HELM_VERSION (3.22.0),
-#      KWOK_VERSION (0.8.0), PROMETHEUS_VERSION (3.14.0), CHAOSLAB_CACHE,
+# Env: KUBE_VERSION, ETCD_VERSION, HELM_VERSION, KWOK_VERSION, PROMETHEUS_VERSION (defaults in
+#      hack/versions.env), CHAOSLAB_CACHE,
 #      CHAOSLAB_BUILD_JOBS (go build -p, default 2),
 #      CHAOSLAB_BUILD_NICE (niceness of the builds, default 10).
 set -euo pipefail

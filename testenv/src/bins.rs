@@ -2,7 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-pub const TOXIPROXY_VERSION: &str = "2.12.0";
+/// The tool versions the install scripts build (`NAME=VERSION` lines), one file for both.
+const VERSIONS: &str = include_str!("../../hack/versions.env");
+
+/// `name`'s version in a versions.env text (a comment line never matches: its name starts with `#`).
+fn version_in<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().filter_map(|l| l.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+fn version(name: &str) -> &'static str {
+    version_in(VERSIONS, name).unwrap_or_else(|| panic!("hack/versions.env has no {name}"))
+}
 
 /// `$CHAOSLAB_CACHE`, default `~/.cache/chaoslab`.
 pub fn cache_dir() -> PathBuf {
@@ -26,11 +36,11 @@ fn is_executable(p: &Path) -> bool {
     p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
-/// `$TOXIPROXY_SERVER`, or the cached v2.12.0 build.
+/// `$TOXIPROXY_SERVER`, or the cached build of `TOXIPROXY_VERSION`.
 pub fn toxiproxy_server_bin() -> PathBuf {
     let p = std::env::var_os("TOXIPROXY_SERVER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join(format!("bin/toxiproxy-server-{TOXIPROXY_VERSION}")));
+        .unwrap_or_else(|| cache_dir().join(format!("bin/toxiproxy-server-{}", version("TOXIPROXY_VERSION"))));
     require(p, "hack/install-toxiproxy.sh")
 }
 
@@ -40,17 +50,20 @@ pub fn redis_server_bin() -> PathBuf {
     require(p, "hack/install-deps.sh")
 }
 
-/// `$HELM`, or the cached v3.22.0 build (hack/testenv/install.sh).
+/// `$HELM`, or the cached build of `HELM_VERSION` (hack/testenv/install.sh).
 pub fn helm_bin() -> PathBuf {
-    let p = std::env::var_os("HELM").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("bin/helm-v3.22.0"));
+    let p = std::env::var_os("HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join(format!("bin/helm-v{}", version("HELM_VERSION"))));
     require(p, "hack/testenv/install.sh")
 }
 
-/// `$PROMETHEUS`, or the cached v3.14.0 build with Kubernetes service discovery
+/// `$PROMETHEUS`, or the cached build of `PROMETHEUS_VERSION` with Kubernetes service discovery
 /// (hack/testenv/install.sh): the version the chart deploys.
 pub fn prometheus_bin() -> PathBuf {
-    let p =
-        std::env::var_os("PROMETHEUS").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("bin/prometheus-v3.14.0"));
+    let p = std::env::var_os("PROMETHEUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join(format!("bin/prometheus-v{}", version("PROMETHEUS_VERSION"))));
     require(p, "hack/testenv/install.sh")
 }
 
@@ -66,4 +79,25 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         assert!(ok, "cargo build --bin {name}");
     }
     bin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_is_read_by_its_exact_name() {
+        let text = "# HELM_VERSION=0.0.1\nKUBE_VERSION=1.36.3\nHELM_VERSION=3.22.0\n";
+        assert_eq!(version_in(text, "HELM_VERSION"), Some("3.22.0"));
+        assert_eq!(version_in(text, "KUBE"), None);
+        assert_eq!(version_in(text, "ETCD_VERSION"), None);
+    }
+
+    #[test]
+    fn versions_env_names_every_tool_the_tests_run() {
+        for name in ["TOXIPROXY_VERSION", "HELM_VERSION", "PROMETHEUS_VERSION"] {
+            let v = version(name);
+            assert!(!v.is_empty() && !v.starts_with('v') && !v.contains(char::is_whitespace), "{name}={v:?}");
+        }
+    }
 }
