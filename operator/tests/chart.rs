@@ -17,7 +17,7 @@ use std::{
 use chaoslab_core::api::{ChaosScenario, Phase};
 use chaoslab_testenv::{
     ControlPlane, Managed, RedisServer, ScratchDir, ToxiproxyServer, free_port, helm_bin, loopback_ip, namespace,
-    prometheus_bin, ready_pod, repo_root, run_pod, workspace_bin,
+    prometheus_bin, ready_pod, repo_root, run_pod, tool_version, workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use k8s_openapi::{
@@ -57,6 +57,14 @@ fn helm(args: &[&str]) -> Output {
     let out = Command::new(helm_bin()).args(args).env("KUBECONFIG", &cp.kubeconfig).output().expect("helm");
     assert!(out.status.success(), "helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
+}
+
+#[test]
+fn the_toxiproxy_sidecar_runs_the_version_the_tests_run() {
+    let values = std::fs::read_to_string(chart().join("values.yaml")).unwrap();
+    let expected =
+        format!("image: {{repository: ghcr.io/shopify/toxiproxy, tag: \"{}\"", tool_version("TOXIPROXY_VERSION"));
+    assert!(values.contains(&expected), "charts/chaoslab/values.yaml should say {expected} (hack/versions.env)");
 }
 
 #[test]

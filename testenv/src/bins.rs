@@ -10,7 +10,8 @@ fn version_in<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines().filter_map(|l| l.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
-fn version(name: &str) -> &'static str {
+/// A tool's version in `hack/versions.env`, e.g. `tool_version("TOXIPROXY_VERSION")`.
+pub fn tool_version(name: &str) -> &'static str {
     version_in(VERSIONS, name).unwrap_or_else(|| panic!("hack/versions.env has no {name}"))
 }
 
@@ -40,7 +41,7 @@ fn is_executable(p: &Path) -> bool {
 pub fn toxiproxy_server_bin() -> PathBuf {
     let p = std::env::var_os("TOXIPROXY_SERVER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join(format!("bin/toxiproxy-server-{}", version("TOXIPROXY_VERSION"))));
+        .unwrap_or_else(|| cache_dir().join(format!("bin/toxiproxy-server-{}", tool_version("TOXIPROXY_VERSION"))));
     require(p, "hack/install-toxiproxy.sh")
 }
 
@@ -54,7 +55,7 @@ pub fn redis_server_bin() -> PathBuf {
 pub fn helm_bin() -> PathBuf {
     let p = std::env::var_os("HELM")
         .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join(format!("bin/helm-v{}", version("HELM_VERSION"))));
+        .unwrap_or_else(|| cache_dir().join(format!("bin/helm-v{}", tool_version("HELM_VERSION"))));
     require(p, "hack/testenv/install.sh")
 }
 
@@ -63,7 +64,7 @@ pub fn helm_bin() -> PathBuf {
 pub fn prometheus_bin() -> PathBuf {
     let p = std::env::var_os("PROMETHEUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join(format!("bin/prometheus-v{}", version("PROMETHEUS_VERSION"))));
+        .unwrap_or_else(|| cache_dir().join(format!("bin/prometheus-v{}", tool_version("PROMETHEUS_VERSION"))));
     require(p, "hack/testenv/install.sh")
 }
 
@@ -96,7 +97,7 @@ mod tests {
     #[test]
     fn versions_env_names_every_tool_the_tests_run() {
         for name in ["TOXIPROXY_VERSION", "HELM_VERSION", "PROMETHEUS_VERSION"] {
-            let v = version(name);
+            let v = tool_version(name);
             assert!(!v.is_empty() && !v.starts_with('v') && !v.contains(char::is_whitespace), "{name}={v:?}");
         }
     }

@@ -15,7 +15,9 @@ mod time;
 mod toxiproxy;
 mod wait;
 
-pub use bins::{cache_dir, helm_bin, prometheus_bin, redis_server_bin, toxiproxy_server_bin, workspace_bin};
+pub use bins::{
+    cache_dir, helm_bin, prometheus_bin, redis_server_bin, tool_version, toxiproxy_server_bin, workspace_bin,
+};
 pub use control_plane::{ControlPlane, repo_root};
 pub use kube_fixtures::{install_crd, namespace, ready_pod, run_pod, scenario_namespace};
 pub use ports::{free_port, loopback_ip, wait_for_port};
