@@ -6,17 +6,21 @@
 mod bins;
 mod control_plane;
 mod kube_fixtures;
+mod measure;
 mod ports;
 mod process;
 mod redis;
+mod redis_benchmark;
 mod scratch;
 mod toxiproxy;
 
 pub use bins::{cache_dir, helm_bin, prometheus_bin, redis_server_bin, toxiproxy_server_bin, workspace_bin};
 pub use control_plane::{ControlPlane, repo_root};
 pub use kube_fixtures::{install_crd, namespace, ready_pod, run_pod};
+pub use measure::{Measured, run_measured};
 pub use ports::{free_port, loopback_ip, wait_for_port};
 pub use process::Managed;
 pub use redis::RedisServer;
+pub use redis_benchmark::{BenchmarkRow, redis_benchmark};
 pub use scratch::ScratchDir;
 pub use toxiproxy::ToxiproxyServer;
