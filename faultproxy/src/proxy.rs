@@ -4,13 +4,13 @@ use std::{
     io,
     net::{Ipv6Addr, SocketAddr},
     sync::Arc,
-    time::Duration,
 };
 
+use chaoslab_telemetry::accept_loop;
 use tokio::{
     net::{TcpListener, TcpSocket},
     sync::{oneshot, watch},
-    task::{JoinHandle, JoinSet},
+    task::JoinHandle,
 };
 
 use crate::{chain::Chain, link};
@@ -35,7 +35,7 @@ impl Runner {
         let listener = bind(addr).map_err(|e| format!("listen tcp {addr}: bind: {}", os_error(&e)))?;
         let bound = listener.local_addr().map_err(|e| format!("listen tcp {addr}: {}", os_error(&e)))?;
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, Arc::from(upstream), chain, stop_rx));
+        let task = tokio::spawn(serve(listener, Arc::from(upstream), chain, stop_rx));
         Ok((Runner { stop: Some(stop_tx), task: Some(task) }, bound.to_string()))
     }
 
@@ -64,32 +64,12 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    upstream: Arc<str>,
-    chain: watch::Receiver<Chain>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            r = listener.accept() => match r {
-                Ok((client, _)) => {
-                    conns.spawn(link::serve(client, upstream.clone(), chain.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: do not spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    // Aborting a connection's task drops its sockets: the peers see them close.
-    conns.shutdown().await;
+/// Serves each client as a link to `upstream` until `stop`; then every connection is closed.
+async fn serve(listener: TcpListener, upstream: Arc<str>, chain: watch::Receiver<Chain>, stop: oneshot::Receiver<()>) {
+    let stopped = async {
+        let _ = stop.await;
+    };
+    accept_loop(listener, "fault proxy", stopped, |client| link::serve(client, upstream.clone(), chain.clone())).await;
 }
 
 /// Resolves a listen address as Go's `net.Listen` does: an empty host is every interface (IPv6 and

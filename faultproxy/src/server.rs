@@ -1,13 +1,14 @@
 //! Serving the admin API, and the in-process handle.
 
-use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, io, net::SocketAddr, sync::Arc};
 
+use chaoslab_telemetry::accept_loop;
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{
     net::{TcpListener, ToSocketAddrs},
     sync::oneshot,
-    task::{JoinHandle, JoinSet},
+    task::JoinHandle,
 };
 
 use crate::{api, registry::Registry};
@@ -17,31 +18,16 @@ use crate::{api, registry::Registry};
 /// Proxies live as long as this call: a new `serve` starts with none.
 pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let registry = Arc::new(Registry::default());
-    let mut http = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => {
-                    let reg = registry.clone();
-                    http.spawn(async move {
-                        let svc = service_fn(move |req| api::handle(req, reg.clone()));
-                        if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
-                            tracing::debug!(error = %e, "admin connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            Some(_) = http.join_next(), if !http.is_empty() => {}
+    accept_loop(listener, "fault proxy admin API", shutdown, |stream| {
+        let reg = registry.clone();
+        async move {
+            let svc = service_fn(move |req| api::handle(req, reg.clone()));
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
         }
-    }
-    drop(listener);
-    http.shutdown().await;
+    })
+    .await;
     registry.shutdown().await;
     Ok(())
 }

@@ -69,9 +69,69 @@ impl ServerSnapshot {
     }
 }
 
-const REACH_UNKNOWN: u8 = 0;
-const REACH_UP: u8 = 1;
-const REACH_DOWN: u8 = 2;
+/// Whether a server was reachable at its last connect, so that losing and regaining it are
+/// logged once each, not per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    Unknown,
+    Up,
+    Down,
+}
+
+/// A [`Reach`] shared by the requests to one server (an `AtomicU8` underneath).
+struct AtomicReach(AtomicU8);
+
+impl AtomicReach {
+    fn new(r: Reach) -> Self {
+        Self(AtomicU8::new(Self::encode(r)))
+    }
+
+    fn load(&self) -> Reach {
+        Self::decode(self.0.load(Relaxed))
+    }
+
+    /// Stores `r`; the previous value.
+    fn swap(&self, r: Reach) -> Reach {
+        Self::decode(self.0.swap(Self::encode(r), Relaxed))
+    }
+
+    fn encode(r: Reach) -> u8 {
+        match r {
+            Reach::Unknown => 0,
+            Reach::Up => 1,
+            Reach::Down => 2,
+        }
+    }
+
+    fn decode(v: u8) -> Reach {
+        match v {
+            1 => Reach::Up,
+            2 => Reach::Down,
+            _ => Reach::Unknown,
+        }
+    }
+}
+
+/// What one request got back from the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// The reply the operation expects.
+    Right,
+    /// The server answered, wrongly: an error reply, or one we do not understand.
+    Wrong,
+    /// No usable answer: connect or I/O error, or garbage.
+    Unusable,
+}
+
+/// A server as routing sees it at one instant.
+struct Peek {
+    /// Whether its breaker admits a call.
+    admits: bool,
+    /// The latency estimate, in seconds.
+    latency: f64,
+    /// The routing cost.
+    cost: f64,
+}
 
 struct Core {
     breaker: Breaker,
@@ -87,7 +147,7 @@ struct Server {
     core: Mutex<Core>,
     pool: Pool,
     metrics: ServerMetrics,
-    reach: AtomicU8,
+    reach: AtomicReach,
     garbage_reported: AtomicBool,
 }
 
@@ -127,7 +187,7 @@ impl Client {
                 }),
                 pool: Pool::new(&t.addr, config.pool_size()),
                 metrics: metrics.server(&t.name),
-                reach: AtomicU8::new(REACH_UNKNOWN),
+                reach: AtomicReach::new(Reach::Unknown),
                 garbage_reported: AtomicBool::new(false),
             })
             .collect();
@@ -190,9 +250,9 @@ impl Client {
             if exclude & (1 << i) != 0 {
                 continue;
             }
-            let (admits, latency, cost) = s.peek(now, self.cost_floor);
-            let c = Candidate { server: i, latency, cost };
-            if admits { admitted.push(c) } else { refused.push(c) }
+            let p = s.peek(now, self.cost_floor);
+            let c = Candidate { server: i, latency: p.latency, cost: p.cost };
+            if p.admits { admitted.push(c) } else { refused.push(c) }
         }
         while let Some(i) = router::choose(admitted.as_slice(), self.outliers, rng) {
             if let Some(p) = self.servers[i].acquire() {
@@ -217,9 +277,9 @@ impl Client {
         let took = end.saturating_duration_since(start);
         let (outcome, answered) = match res {
             Err(_) => (Outcome::Timeout, false),
-            Ok(Ok(true)) => (Outcome::Success, true),
-            Ok(Ok(false)) => (Outcome::Error, true),
-            Ok(Err(())) => (Outcome::Error, false),
+            Ok(Answer::Right) => (Outcome::Success, true),
+            Ok(Answer::Wrong) => (Outcome::Error, true),
+            Ok(Answer::Unusable) => (Outcome::Error, false),
         };
         if let Some(permit) = pending.permit.take() {
             s.record(permit, end, took, outcome, answered);
@@ -278,7 +338,7 @@ impl Client {
 impl Server {
     /// Applies time-based transitions; whether the breaker admits a call, the latency estimate
     /// and the routing cost.
-    fn peek(&self, now: Instant, floor: f64) -> (bool, f64, f64) {
+    fn peek(&self, now: Instant, floor: f64) -> Peek {
         let mut core = lock(&self.core);
         if let Some(t) = core.breaker.poll(now) {
             self.transitioned(&mut core, t);
@@ -286,7 +346,7 @@ impl Server {
         let admits = core.breaker.admits();
         let latency =
             router::latency_estimate(core.ewma.get(now), core.in_flight, now.saturating_duration_since(core.progress));
-        (admits, latency, router::cost(latency, core.in_flight, floor))
+        Peek { admits, latency, cost: router::cost(latency, core.in_flight, floor) }
     }
 
     /// A permit, and the request counted in flight.
@@ -308,16 +368,16 @@ impl Server {
         core.breaker.release(permit);
     }
 
-    /// Ok(true): the right reply; Ok(false): the server answered, wrongly (an error reply);
-    /// Err: no usable answer (connect/I-O error, garbage), the connection is dropped.
-    async fn send(&self, op: Op, value: &[u8]) -> Result<bool, ()> {
+    /// Sends `op` on a pooled connection. It goes back to the pool only while it is in step with
+    /// the server: after the right reply or an error reply.
+    async fn send(&self, op: Op, value: &[u8]) -> Answer {
         let mut checkout = match self.pool.get().await {
             Ok(c) => c,
             Err(GetError::Connect { source, .. }) => {
-                if self.reach.swap(REACH_DOWN, Relaxed) != REACH_DOWN {
+                if self.reach.swap(Reach::Down) != Reach::Down {
                     tracing::warn!("{} ({}) unreachable: {source}; will keep trying", self.name, self.addr);
                 }
-                return Err(());
+                return Answer::Unusable;
             }
         };
         let mut buf = [0; 24];
@@ -326,13 +386,13 @@ impl Server {
             OpKind::Get => checkout.conn().call(&[b"GET", key]).await,
             OpKind::Set => checkout.conn().call(&[b"SET", key, value]).await,
         };
-        if self.reach.load(Relaxed) != REACH_UP && self.reach.swap(REACH_UP, Relaxed) == REACH_DOWN {
+        if self.reach.load() != Reach::Up && self.reach.swap(Reach::Up) == Reach::Down {
             tracing::info!("{} ({}) reachable again", self.name, self.addr);
         }
         match reply {
             Ok(frame) if reply_ok(op.kind, &frame) => {
                 checkout.release();
-                Ok(true)
+                Answer::Right
             }
             Ok(frame) => {
                 // An error reply leaves the protocol in step: keep the connection. Any other
@@ -342,13 +402,13 @@ impl Server {
                 } else {
                     self.report_garbage(&format!("unexpected reply {frame:?}"));
                 }
-                Ok(false)
+                Answer::Wrong
             }
             Err(CallError::Protocol(e)) => {
                 self.report_garbage(&e.to_string());
-                Err(())
+                Answer::Unusable
             }
-            Err(_) => Err(()),
+            Err(_) => Answer::Unusable,
         }
     }
 

@@ -9,14 +9,13 @@ use std::{
     future::Future,
     hash::{BuildHasher, RandomState},
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use bytes::{Buf, BytesMut};
+use chaoslab_telemetry::accept_loop;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    task::JoinSet,
 };
 
 use crate::{
@@ -121,30 +120,15 @@ pub async fn serve_store(
     store: Arc<Store>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((sock, _)) => {
-                    let store = store.clone();
-                    conns.spawn(async move {
-                        if let Err(e) = handle(sock, &store).await {
-                            tracing::debug!("resp server connection: {e}");
-                        }
-                    });
-                }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(e) => {
-                    tracing::warn!("resp server: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+    accept_loop(listener, "resp server", shutdown, |sock| {
+        let store = store.clone();
+        async move {
+            if let Err(e) = handle(sock, &store).await {
+                tracing::debug!("resp server connection: {e}");
+            }
         }
-    }
-    conns.shutdown().await;
+    })
+    .await;
     Ok(())
 }
 

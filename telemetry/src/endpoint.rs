@@ -16,6 +16,8 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
+use crate::accept::accept_loop;
+
 /// Called before each scrape (e.g. to refresh gauges).
 pub type BeforeScrape = Arc<dyn Fn() + Send + Sync>;
 
@@ -34,30 +36,21 @@ impl Endpoints {
     }
 }
 
-/// Serves `endpoints` on `listener` until `shutdown` completes.
+/// Serves `endpoints` on `listener` until `shutdown` completes; then closes every connection.
 pub async fn serve(
     listener: TcpListener,
     endpoints: Endpoints,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    tokio::pin!(shutdown);
-    loop {
-        let (sock, _) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("metrics endpoint: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    accept_loop(listener, "metrics endpoint", shutdown, |sock| {
         let endpoints = endpoints.clone();
-        tokio::spawn(async move {
+        async move {
+            // A client that sends nothing does not hold its task forever.
             let _ = tokio::time::timeout(Duration::from_secs(10), respond(sock, &endpoints)).await;
-        });
-    }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 async fn respond(mut sock: TcpStream, e: &Endpoints) -> std::io::Result<()> {

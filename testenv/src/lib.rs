@@ -6,10 +6,12 @@
 mod bins;
 mod control_plane;
 mod kube_fixtures;
+mod measure;
 mod ports;
 mod process;
 mod proxied;
 mod redis;
+mod redis_benchmark;
 mod scratch;
 mod time;
 mod toxiproxy;
@@ -20,10 +22,12 @@ pub use bins::{
 };
 pub use control_plane::{ControlPlane, repo_root};
 pub use kube_fixtures::{install_crd, namespace, ready_pod, run_pod, scenario_namespace};
+pub use measure::{Measured, run_measured};
 pub use ports::{free_port, loopback_ip, wait_for_port};
 pub use process::Managed;
 pub use proxied::{ProxiedRedis, proxied_redis};
 pub use redis::RedisServer;
+pub use redis_benchmark::{BenchmarkRow, redis_benchmark};
 pub use scratch::ScratchDir;
 pub use time::at;
 pub use toxiproxy::ToxiproxyServer;
