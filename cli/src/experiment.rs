@@ -7,10 +7,11 @@ use chaoslab_core::{
     api::{ChaosScenarioSpec, ChaosScenarioStatus, Endpoint, Phase, Phases, TargetStatus, Targets, TemplateName},
     catalog::Scenario,
     client_metrics::{BreakerState, Scrape},
-    ending::{self, Stop},
+    ending::{self, Seen, Stop},
     engine::{self, Moment, Plan},
     faults::{DesiredProxy, owner_tag},
     observation::RunRecorder,
+    verification::{Finding, RunVerifier},
 };
 use chaoslab_toxiproxy::{Target, converge_all};
 use jiff::Timestamp;
@@ -53,7 +54,7 @@ pub struct Experiment<'a> {
     last: Option<(Timestamp, Scrape)>,
     phase: Phase,
     held: Vec<TargetStatus>,
-    next_converge: Timestamp,
+    verifier: RunVerifier,
     interval: Duration,
     missed_scrapes: u32,
 }
@@ -95,7 +96,7 @@ impl<'a> Experiment<'a> {
             last: None,
             phase: Phase::Pending,
             held: Vec::new(),
-            next_converge: now,
+            verifier: RunVerifier::new(plan),
             interval,
             missed_scrapes: 0,
         }
@@ -105,16 +106,15 @@ impl<'a> Experiment<'a> {
         &self.plan
     }
 
-    /// One step at `now`: converge the proxies when the phase changes (and every few seconds),
-    /// record a sample. Returns the moment; the run is over once its phase is Completed.
+    /// One step at `now`: converge (and so verify) the proxies, record a sample. Returns the moment;
+    /// the run is over once its phase is Completed.
     pub async fn step(&mut self) -> anyhow::Result<Moment> {
         let now = Timestamp::now();
         let moment = engine::moment(&self.spec, &self.owner, self.lab.servers.len(), &self.plan, now)?;
-        if moment.phase != self.phase || now >= self.next_converge {
-            self.converge(&moment.targets).await?;
+        self.converge(&moment.targets, now).await?;
+        if moment.phase != self.phase {
             self.phase = moment.phase;
             self.lab.scenario_metrics.set_phase(self.scenario.name, moment.phase.as_str());
-            self.next_converge = now + jiff::SignedDuration::from_secs(2);
         }
         // A client of the user's own may miss a scrape (restarting, busy): the run goes on without
         // that sample; its checks then judge what was seen.
@@ -131,7 +131,7 @@ impl<'a> Experiment<'a> {
     }
 
     /// Puts one moment of the run on the lab's proxies (all at once, as the operator does).
-    async fn converge(&mut self, desired: &[DesiredProxy]) -> anyhow::Result<()> {
+    async fn converge(&mut self, desired: &[DesiredProxy], now: Timestamp) -> anyhow::Result<()> {
         let servers = &self.lab.servers;
         let calls: Vec<Target> = servers
             .iter()
@@ -141,6 +141,8 @@ impl<'a> Experiment<'a> {
         let mut held = Vec::new();
         for (s, report) in servers.iter().zip(converge_all(&calls).await) {
             let report = report?;
+            let finding = if report.changed() { Finding::Applied } else { Finding::Held };
+            self.verifier.record(&s.name, now, finding);
             let previous = self.held.iter().find(|t| t.name == s.name).map(|t| t.toxics.as_slice()).unwrap_or_default();
             self.lab.scenario_metrics.set_toxics(self.scenario.name, &s.name, &report.held, previous);
             held.push(TargetStatus {
@@ -199,7 +201,9 @@ impl<'a> Experiment<'a> {
         let observations = self.recorder.finished().to_vec();
         let names: Vec<String> = self.lab.servers.iter().map(|s| s.name.clone()).collect();
         let stop = if interrupted { Stop::Interrupted { during: self.phase } } else { Stop::Completed };
-        let end = ending::end(&self.scenario.faults, &names, &observations, true, stop);
+        let verification = self.verifier.report(now);
+        let seen = Seen { observations: &observations, verification: &verification };
+        let end = ending::end(&self.scenario.faults, &names, seen, true, stop);
         ChaosScenarioStatus {
             phase: Some(end.phase),
             observed_generation: None,
@@ -213,6 +217,7 @@ impl<'a> Experiment<'a> {
             conditions: vec![],
             message: Some(end.message),
             observations,
+            verification,
         }
     }
 }

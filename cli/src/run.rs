@@ -7,6 +7,7 @@ use chaoslab_core::{
     api::{Phase, Phases, Verdict},
     catalog::{self, Scenario},
     duration::PhaseDuration,
+    verification::next_check,
 };
 use clap::Args;
 use jiff::Timestamp;
@@ -259,11 +260,7 @@ async fn run_one(
             eprintln!("{line}");
             last_line = now;
         }
-        let wait = moment
-            .next_deadline
-            .map(|d| std::time::Duration::try_from(d.duration_since(now)).unwrap_or_default())
-            .unwrap_or(exp.interval())
-            .min(exp.interval());
+        let wait = moment.next_deadline.map_or(exp.interval(), |d| next_check(moment.phase, d, now, exp.interval()));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = &mut ctrl_c => { interrupted = true; break; }

@@ -4,8 +4,9 @@
 use jiff::Timestamp;
 
 use crate::{
-    api::{AbortSpec, Check, Fault, Phase, PhaseObservation, Verdict},
+    api::{AbortSpec, Check, Fault, Phase, PhaseObservation, TargetVerification, Verdict},
     checks,
+    verification::unverified,
 };
 
 /// Why the run stopped.
@@ -27,18 +28,26 @@ pub struct Ending {
     pub message: String,
 }
 
-/// The end of a run with these faults and target names, from the observations of its phases.
-/// `judged`: whether the client's metrics were read at all (a scenario without `spec.client`
-/// ends Inconclusive with no checks).
-pub fn end(
-    faults: &[Fault],
-    target_names: &[String],
-    observations: &[PhaseObservation],
-    judged: bool,
-    stop: Stop,
-) -> Ending {
-    let (mut checks, mut verdict) =
-        if judged { checks::evaluate(faults, target_names, observations) } else { (vec![], Verdict::Inconclusive) };
+/// What a run saw: the client's observations per phase and how well the targets held each phase's
+/// state (empty where the caller does not verify).
+#[derive(Clone, Copy, Debug)]
+pub struct Seen<'a> {
+    pub observations: &'a [PhaseObservation],
+    pub verification: &'a [TargetVerification],
+}
+
+/// The end of a run with these faults and target names, from what it saw. `judged`: whether the
+/// client's metrics were read at all (a scenario without `spec.client` ends Inconclusive with no
+/// checks). A check whose phases the targets did not hold (see `verification`) is not judged.
+pub fn end(faults: &[Fault], target_names: &[String], seen: Seen, judged: bool, stop: Stop) -> Ending {
+    let (mut checks, mut verdict) = if judged {
+        checks::evaluate(faults, target_names, seen.observations)
+    } else {
+        (vec![], Verdict::Inconclusive)
+    };
+    if !seen.verification.is_empty() && withhold_unverified(&mut checks, seen.verification, target_names) {
+        verdict = verdict_of(&checks);
+    }
     let phase = match stop {
         Stop::Completed => Phase::Completed,
         Stop::Aborted { at, rule } => {
@@ -74,6 +83,41 @@ pub fn end(
     Ending { phase, verdict, checks, message }
 }
 
+/// The phases whose state a check relies on: its own, and the baseline it compares with.
+fn judged_phases(check: &str) -> &'static [Phase] {
+    match check {
+        "traffic-shifts-away" | "error-rate-recovers" => &[Phase::Stabilization, Phase::Testing],
+        "error-rate-baseline" => &[Phase::Stabilization, Phase::Recovery],
+        "faulted-breakers-heal" | "breakers-closed-at-end" | "traffic-spreads-back" => &[Phase::Recovery],
+        _ => &[Phase::Testing],
+    }
+}
+
+/// Makes the checks that rely on a phase the targets did not hold Inconclusive, saying why; true if
+/// any changed.
+fn withhold_unverified(checks: &mut [Check], verification: &[TargetVerification], targets: &[String]) -> bool {
+    let mut changed = false;
+    for c in checks.iter_mut().filter(|c| c.passed.is_some()) {
+        if let Some(why) = judged_phases(&c.name).iter().find_map(|p| unverified(verification, *p, targets)) {
+            c.observed = format!("not judged: {why} (seen: {})", c.observed);
+            c.passed = None;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Passed only if every check passed; Failed if any failed; otherwise Inconclusive.
+fn verdict_of(checks: &[Check]) -> Verdict {
+    if checks.iter().any(|c| c.passed == Some(false)) {
+        Verdict::Failed
+    } else if checks.iter().all(|c| c.passed == Some(true)) {
+        Verdict::Passed
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
 /// `verdict Passed: 8 of 8 checks passed`, naming the failed checks and counting those not judged.
 fn summary(checks: &[Check], verdict: Verdict) -> String {
     let passed = checks.iter().filter(|c| c.passed == Some(true)).count();
@@ -94,13 +138,15 @@ mod tests {
     use super::*;
     use crate::catalog::loss;
 
+    const NOTHING: Seen = Seen { observations: &[], verification: &[] };
+
     fn names() -> Vec<String> {
         (0..3).map(|i| format!("server-{i}")).collect()
     }
 
     #[test]
     fn without_observations_a_completed_run_is_inconclusive() {
-        let e = end(&[loss(0, 100.0)], &names(), &[], true, Stop::Completed);
+        let e = end(&[loss(0, 100.0)], &names(), NOTHING, true, Stop::Completed);
         assert_eq!((e.phase, e.verdict), (Phase::Completed, Verdict::Inconclusive));
         assert!(e.message.starts_with("verdict Inconclusive: 0 of") && e.message.contains("could not be judged"));
     }
@@ -109,7 +155,7 @@ mod tests {
     fn an_abort_fails_the_run_with_a_check_that_says_why() {
         let rule = AbortSpec { error_rate: 0.5, duration: "10s".parse().unwrap() };
         let at: Timestamp = "2026-12-01T00:00:40Z".parse().unwrap();
-        let e = end(&[loss(0, 100.0)], &names(), &[], true, Stop::Aborted { at, rule: &rule });
+        let e = end(&[loss(0, 100.0)], &names(), NOTHING, true, Stop::Aborted { at, rule: &rule });
         assert_eq!((e.phase, e.verdict), (Phase::Aborted, Verdict::Failed));
         let c = e.checks.iter().find(|c| c.name == "not-aborted").unwrap();
         assert_eq!(c.passed, Some(false));
@@ -119,14 +165,48 @@ mod tests {
 
     #[test]
     fn an_interrupted_run_is_aborted_and_inconclusive() {
-        let e = end(&[loss(0, 100.0)], &names(), &[], true, Stop::Interrupted { during: Phase::Testing });
+        let e = end(&[loss(0, 100.0)], &names(), NOTHING, true, Stop::Interrupted { during: Phase::Testing });
         assert_eq!((e.phase, e.verdict), (Phase::Aborted, Verdict::Inconclusive));
         assert!(e.message.starts_with("interrupted by the user during Testing"), "{}", e.message);
     }
 
+    fn held(phase: Phase, share: f64) -> TargetVerification {
+        TargetVerification {
+            phase,
+            target: "server-0".into(),
+            verified_seconds: share * 10.0,
+            share,
+            reapplied: 0,
+            failed_checks: 0,
+        }
+    }
+
+    fn passed(name: &str) -> Check {
+        Check {
+            name: name.into(),
+            description: String::new(),
+            expected: "x".into(),
+            observed: "y".into(),
+            passed: Some(true),
+        }
+    }
+
+    #[test]
+    fn checks_of_a_phase_the_targets_did_not_hold_are_not_judged() {
+        let mut checks = vec![passed("faulted-breakers-open"), passed("faulted-breakers-heal")];
+        let verification = [held(Phase::Stabilization, 1.0), held(Phase::Testing, 0.5), held(Phase::Recovery, 0.95)];
+        assert!(withhold_unverified(&mut checks, &verification, &["server-0".into()]));
+        assert_eq!(checks[0].passed, None);
+        assert!(
+            checks[0].observed.starts_with("not judged: Testing not verified: server-0 held its state for only 50%")
+        );
+        assert_eq!(checks[1].passed, Some(true), "Recovery held");
+        assert_eq!(verdict_of(&checks), Verdict::Inconclusive);
+    }
+
     #[test]
     fn a_run_without_a_client_judges_nothing() {
-        let e = end(&[loss(0, 100.0)], &names(), &[], false, Stop::Completed);
+        let e = end(&[loss(0, 100.0)], &names(), NOTHING, false, Stop::Completed);
         assert_eq!((e.verdict, e.checks.len()), (Verdict::Inconclusive, 0));
         assert!(e.message.contains("nothing to judge"));
     }

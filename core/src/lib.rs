@@ -11,3 +11,4 @@ pub mod engine;
 pub mod faults;
 pub mod observation;
 pub mod toxic;
+pub mod verification;

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use chaoslab_core::api::ChaosScenario;
+use chaoslab_core::{api::ChaosScenario, verification::RunVerifier};
 use chaoslab_toxiproxy::RetryPolicy;
 use kube::{
     Client,
@@ -37,4 +37,6 @@ pub struct Context {
     /// The proxies of the runs this process admitted, by uid, whose status the cache may not show
     /// yet (queue decisions).
     pub admitted: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// How well each running scenario's targets held each phase's state, by uid.
+    pub verifiers: std::sync::Mutex<HashMap<String, RunVerifier>>,
 }

@@ -60,6 +60,9 @@ async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     let took = timer.stop_and_record();
     tracing::debug!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), "reconciled");
     ctx.metrics.reconciles.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
+    if let Err(e) = &result {
+        ctx.metrics.errors.with_label_values(&[e.metric_label()]).inc();
+    }
     result
 }
 
@@ -90,6 +93,7 @@ pub async fn run(
         samplers,
         store: controller.store(),
         admitted: Mutex::new(HashMap::new()),
+        verifiers: std::sync::Mutex::new(HashMap::new()),
         client,
         config,
         metrics,

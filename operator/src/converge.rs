@@ -2,10 +2,10 @@
 //! converge to what the engine wants, former ones are released; the record afterwards says what
 //! each proxy holds, or may hold where a call failed.
 
-use chaoslab_core::{api::TargetStatus, faults::DesiredProxy};
+use chaoslab_core::{api::TargetStatus, faults::DesiredProxy, verification::Finding};
 use chaoslab_toxiproxy::{Client as Toxiproxy, Target, converge_all};
 
-use crate::{context::Context, record, targets};
+use crate::{context::Context, error::Problem, record, targets};
 
 /// What happens to a record entry once its proxy is proven clean.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,25 +41,37 @@ pub fn release_all(record: &[TargetStatus], current: usize, owner: &str) -> Vec<
     jobs(record, &vec![DesiredProxy::release(owner); current], owner)
 }
 
-fn toxiproxy(ctx: &Context, url: &str) -> Result<Toxiproxy, String> {
-    Toxiproxy::with_policy(url, ctx.config.toxiproxy_policy).map_err(|e| e.to_string())
+fn toxiproxy(ctx: &Context, url: &str) -> Result<Toxiproxy, chaoslab_toxiproxy::Error> {
+    Toxiproxy::with_policy(url, ctx.config.toxiproxy_policy)
 }
 
-/// Makes every call at once; returns the record afterwards and what failed, by target and URL.
-/// A call that fails on a proxy whose pod is gone counts as done: the toxics went with the pod.
-pub async fn converge_record(ctx: &Context, ns: &str, jobs: Vec<Job>) -> (Vec<TargetStatus>, Vec<String>) {
-    let clients: Vec<Result<Toxiproxy, String>> = jobs.iter().map(|j| toxiproxy(ctx, &j.entry.endpoint)).collect();
+/// The record after one round of calls, what stood in the way, and what each check of a current
+/// target found (for the verification).
+pub struct Converged {
+    pub record: Vec<TargetStatus>,
+    pub problems: Vec<Problem>,
+    pub findings: Vec<(String, Finding)>,
+}
+
+/// Makes every call at once. A call that fails on a proxy whose pod is gone counts as done: the
+/// toxics went with the pod.
+pub async fn converge_record(ctx: &Context, ns: &str, jobs: Vec<Job>) -> Converged {
+    let clients: Vec<_> = jobs.iter().map(|j| toxiproxy(ctx, &j.entry.endpoint)).collect();
     let calls: Vec<Target> = jobs
         .iter()
         .zip(&clients)
         .filter_map(|(j, c)| Some(Target { client: c.as_ref().ok()?, proxy: &j.entry.proxy, desired: &j.desired }))
         .collect();
     let mut reports = converge_all(&calls).await.into_iter();
-    let mut record = Vec::new();
-    let mut errors = Vec::new();
+    let mut out = Converged { record: Vec::new(), problems: Vec::new(), findings: Vec::new() };
     for (job, client) in jobs.iter().zip(clients) {
-        let result = client.and_then(|_| reports.next().expect("one report per call").map_err(|e| e.to_string()));
+        let result = client.and_then(|_| reports.next().expect("one report per call"));
         ctx.metrics.toxiproxy_converges.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
+        let finding = match &result {
+            Ok(r) if r.changed() => Finding::Applied,
+            Ok(_) => Finding::Held,
+            Err(_) => Finding::Unknown,
+        };
         let entry = match result {
             Ok(report) => {
                 if !report.others.is_empty() {
@@ -71,14 +83,20 @@ pub async fn converge_record(ctx: &Context, ns: &str, jobs: Vec<Job>) -> (Vec<Ta
             Err(_) if targets::pod_gone(&ctx.client, ns, &job.entry).await => {
                 record::converged(&job.entry, true, vec![])
             }
-            Err(why) => {
-                errors.push(format!("target {} ({}): {why}", job.entry.name, job.entry.endpoint));
-                record::failed(&job.entry, &job.desired, why)
+            Err(e) => {
+                let problem = Problem::toxiproxy(&job.entry.name, &job.entry.endpoint, &e);
+                ctx.metrics.errors.with_label_values(&[problem.kind.metric_label()]).inc();
+                let entry = record::failed(&job.entry, &job.desired, problem.message.clone());
+                out.problems.push(problem);
+                entry
             }
         };
+        if job.fate == Fate::Keep {
+            out.findings.push((entry.name.clone(), finding));
+        }
         if !(job.fate == Fate::Drop && entry.settled()) {
-            record.push(entry);
+            out.record.push(entry);
         }
     }
-    (record, errors)
+    out
 }

@@ -16,6 +16,8 @@ pub struct Metrics {
     /// 1 while this replica leads (holds the Lease, or runs without leader election), else 0. Who
     /// leads is here, not in `/readyz`: a standby replica is Ready.
     pub leader: IntGauge,
+    /// What went wrong, by kind (toxiproxy_unreachable, targets_missing, kube_api, …).
+    pub errors: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -54,6 +56,11 @@ impl Default for Metrics {
             "1 while this replica drives scenarios (holds the leader Lease, or runs without leader election)",
         )
         .unwrap();
+        let errors = IntCounterVec::new(
+            Opts::new("chaoslab_operator_errors_total", "Problems met by reconciles, by kind (see the README)"),
+            &["kind"],
+        )
+        .unwrap();
         // Every outcome series exists from the start, so rates and alerts see 0 rather than nothing.
         for outcome in ["ok", "error"] {
             reconciles.with_label_values(&[outcome]);
@@ -65,6 +72,7 @@ impl Default for Metrics {
             Box::new(toxiproxy_converges.clone()),
             Box::new(phase_transition_lateness.clone()),
             Box::new(leader.clone()),
+            Box::new(errors.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -76,6 +84,7 @@ impl Default for Metrics {
             toxiproxy_converges,
             phase_transition_lateness,
             leader,
+            errors,
         }
     }
 }

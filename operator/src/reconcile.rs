@@ -9,11 +9,12 @@ use std::{
 };
 
 use chaoslab_core::{
-    api::{ChaosScenario, ChaosScenarioStatus, Phase, PhaseObservation, TargetStatus},
-    ending::{self, Stop},
+    api::{ChaosScenario, ChaosScenarioStatus, Phase, PhaseObservation, TargetStatus, TargetVerification},
+    ending::{self, Seen, Stop},
     engine::{self, Plan},
     faults::{DesiredProxy, owner_tag},
     observation::AbortRule,
+    verification::{Finding, RunVerifier, next_check},
 };
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -26,7 +27,7 @@ use kube::{
 use crate::{
     context::Context,
     converge::{converge_record, jobs, release_all},
-    error::Error,
+    error::{Error, Kind, Problem},
     queue, record,
     sampler::Sampler,
     status,
@@ -125,25 +126,36 @@ fn leftover_retry(ended: Option<Timestamp>, now: Timestamp) -> Duration {
     (since / 4).clamp(Duration::from_secs(10), Duration::from_secs(300))
 }
 
-/// Ends the run as Failed with `message`, releasing every proxy of `record` (whose first `current`
-/// entries are the current targets). What cannot be released stays in the record, and the run
-/// keeps trying ([`settle`]).
+fn messages(problems: &[Problem]) -> String {
+    problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
+}
+
+/// Ends the run as Failed because of `problem`, releasing every proxy of `record` (whose first
+/// `current` entries are the current targets). What cannot be released stays in the record, and the
+/// run keeps trying ([`settle`]).
 async fn fail(
     ctx: &Context,
     obj: &ChaosScenario,
     old: &ChaosScenarioStatus,
     record: &[TargetStatus],
     current: usize,
-    message: String,
+    problem: Problem,
 ) -> Result<Action, Error> {
-    let owner = owner_tag(&obj.uid().unwrap_or_default());
-    let (record, errors) = converge_record(ctx, &ns(obj), release_all(record, current, &owner)).await;
-    ctx.samplers.stop(&obj.uid().unwrap_or_default());
-    let message = if errors.is_empty() {
-        message
+    let uid = obj.uid().unwrap_or_default();
+    ctx.metrics.errors.with_label_values(&[problem.kind.metric_label()]).inc();
+    let owner = owner_tag(&uid);
+    let done = converge_record(ctx, &ns(obj), release_all(record, current, &owner)).await;
+    forget(ctx, &uid);
+    let message = if done.problems.is_empty() {
+        problem.message
     } else {
-        format!("{message}; this scenario's faults could not be removed yet, retrying: {}", errors.join("; "))
+        format!(
+            "{}; this scenario's faults could not be removed yet, retrying: {}",
+            problem.message,
+            messages(&done.problems)
+        )
     };
+    let record = done.record;
     let now = Timestamp::now();
     let generation = obj.meta().generation.unwrap_or_default();
     let new = ChaosScenarioStatus {
@@ -163,17 +175,18 @@ async fn fail(
 /// A finished run: retries releasing the proxies that may still hold its faults, until none does.
 async fn settle(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus) -> Result<Action, Error> {
     let uid = obj.uid().unwrap_or_default();
-    ctx.samplers.stop(&uid);
+    forget(ctx, &uid);
     if record::settled(&old.targets) {
         return Ok(Action::await_change());
     }
     let owner = owner_tag(&uid);
-    let (record, errors) = converge_record(ctx, &ns(obj), release_all(&old.targets, old.targets.len(), &owner)).await;
+    let done = converge_record(ctx, &ns(obj), release_all(&old.targets, old.targets.len(), &owner)).await;
+    let (record, errors) = (done.record, done.problems);
     let settled = record::settled(&record);
     if settled {
         event(ctx, obj, EventType::Normal, "FaultsRemoved", "the faults left on the targets are removed".into()).await;
     } else {
-        tracing::warn!(scenario = %scenario_key(obj), "faults left on the targets: {}", errors.join("; "));
+        tracing::warn!(scenario = %scenario_key(obj), "faults left on the targets: {}", messages(&errors));
     }
     commit(ctx, obj, old, ChaosScenarioStatus { targets: record, ..old.clone() }).await?;
     let ended = old.completed_at.as_ref().map(|t| t.0);
@@ -341,21 +354,96 @@ fn progress(phase: Phase, start: Timestamp, current: &[TargetStatus], sampler: O
     message
 }
 
-/// When to look again: just after the next boundary (so the engine sees the new phase), and at
-/// every sample during Testing when spec.abort may cut it short.
-fn next_look(ctx: &Context, obj: &ChaosScenario, phase: Phase, deadline: Option<Timestamp>, now: Timestamp) -> Action {
-    let Some(deadline) = deadline else { return Action::await_change() };
-    let wait = Duration::try_from(deadline.duration_since(now)).unwrap_or_default() + Duration::from_millis(20);
-    if obj.spec.abort.is_some() && phase == Phase::Testing {
-        Action::requeue(wait.min(ctx.config.sample_interval))
-    } else {
-        Action::requeue(wait)
+/// When to look again: see [`next_check`]; once the run is over, only on a change.
+fn next_look(ctx: &Context, phase: Phase, deadline: Option<Timestamp>, now: Timestamp) -> Action {
+    match deadline {
+        Some(d) => Action::requeue(next_check(phase, d, now, ctx.config.sample_interval)),
+        None => Action::await_change(),
     }
 }
 
+/// How long target pods may be missing before the run gives up: before admission from the
+/// scenario's creation, after it from the run's planned end (a run never waits forever).
+pub const TARGETS_GRACE: Duration = Duration::from_secs(60);
+
+fn gave_up_waiting(obj: &ChaosScenario, old: &ChaosScenarioStatus, now: Timestamp) -> bool {
+    let from = match &old.started_at {
+        Some(start) => Plan::new(start.0, &obj.spec.phases).end(),
+        None => obj.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0),
+    };
+    now.duration_since(from).unsigned_abs() > TARGETS_GRACE && now > from
+}
+
+/// A transient problem before the run could act: the status says what and why, the phase stays.
+async fn wait(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, p: Problem) -> Result<Action, Error> {
+    ctx.metrics.errors.with_label_values(&[p.kind.metric_label()]).inc();
+    let message = format!("waiting: {}", p.message);
+    if old.message.as_deref() != Some(message.as_str()) {
+        event(ctx, obj, EventType::Warning, p.kind.reason(), p.message.clone()).await;
+    }
+    let phase = old.phase.unwrap_or(Phase::Pending);
+    let generation = obj.meta().generation.unwrap_or_default();
+    let new = ChaosScenarioStatus {
+        phase: Some(phase),
+        observed_generation: Some(generation),
+        conditions: status::conditions(&old.conditions, phase, None, &message, generation, Timestamp::now()),
+        message: Some(message),
+        ..old.clone()
+    };
+    commit(ctx, obj, old, new).await?;
+    Ok(Action::requeue(Duration::from_secs(2)))
+}
+
+/// Folds this round's checks of the current targets into the run's verification; returns what to
+/// write to status: the new figures when they changed enough to be worth a write (a count, a phase,
+/// or 3 s more verified), else what status already says.
+fn verify(
+    ctx: &Context,
+    obj: &ChaosScenario,
+    old: &[TargetVerification],
+    plan: Plan,
+    findings: &[(String, Finding)],
+    now: Timestamp,
+) -> Vec<TargetVerification> {
+    let mut verifiers = ctx.verifiers.lock().expect("verifiers");
+    let v = verifiers.entry(obj.uid().unwrap_or_default()).or_insert_with(|| RunVerifier::resume(plan, old));
+    v.set_plan(plan);
+    for (target, finding) in findings {
+        v.record(target, now, *finding);
+    }
+    let new = v.report(now);
+    let moved = |n: &TargetVerification| {
+        old.iter().find(|o| o.phase == n.phase && o.target == n.target).is_none_or(|o| {
+            o.reapplied != n.reapplied
+                || o.failed_checks != n.failed_checks
+                || n.verified_seconds - o.verified_seconds >= 3.0
+        })
+    };
+    if new.len() != old.len() || new.iter().any(moved) { new } else { old.to_vec() }
+}
+
+/// The run's in-memory state (sampler, verification) goes: it ended or was deleted.
+fn forget(ctx: &Context, uid: &str) {
+    ctx.samplers.stop(uid);
+    ctx.verifiers.lock().expect("verifiers").remove(uid);
+}
+
+/// The status message while a run goes on, naming what stands in its way.
+fn progress_with(
+    phase: Phase,
+    start: Timestamp,
+    current: &[TargetStatus],
+    sampler: Option<&Sampler>,
+    problems: &[Problem],
+) -> String {
+    let message = progress(phase, start, current, sampler);
+    if problems.is_empty() { message } else { format!("{message}; {}", messages(problems)) }
+}
+
 /// One step of a run that has not ended: resolve its targets, admit it, put the engine's moment on
-/// every proxy of its record, fold in the client's observations, and write the status (with the
-/// verdict once Recovery is over).
+/// every proxy of its record (verifying that they still hold it), fold in the client's observations,
+/// and write the status (with the verdict once Recovery is over). Permanent problems end the run as
+/// Failed; transient ones keep it in its phase and are retried.
 pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !may_act(&ctx) {
         return Ok(Action::requeue(NOT_LEADING_RETRY));
@@ -368,12 +456,16 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     let spec = &obj.spec;
     let targets = match targets::resolve(&ctx.client, &obj).await {
         Ok(t) => t,
-        Err(msg) => return fail(&ctx, &obj, &old, &old.targets, 0, msg).await,
+        Err(p) if p.kind.is_permanent() || gave_up_waiting(&obj, &old, now) => {
+            return fail(&ctx, &obj, &old, &old.targets, 0, p).await;
+        }
+        Err(p) => return wait(&ctx, &obj, &old, p).await,
     };
     let record = record::grow(&old.targets, &targets);
+    let invalid = |e: chaoslab_core::engine::EngineError| Problem::new(Kind::SpecInvalid, e.to_string());
     let faults = match engine::resolve_faults(spec, targets.len()) {
         Ok(f) => f.to_vec(),
-        Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), e.to_string()).await,
+        Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), invalid(e)).await,
     };
     let start = match old.started_at.as_ref().map(|t| t.0) {
         Some(t) => t,
@@ -387,14 +479,17 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     let owner = owner_tag(&obj.uid().unwrap_or_default());
     let moment = match engine::moment(spec, &owner, targets.len(), &plan, now) {
         Ok(m) => m,
-        Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), e.to_string()).await,
+        Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), invalid(e)).await,
     };
     observe_lateness(&ctx, old.phase, &plan, moment.phase, now);
     let old = write_ahead(&ctx, &obj, old, &record, &moment.targets).await?;
-    let (record, errors) = converge_record(&ctx, &ns(&obj), jobs(&record, &moment.targets, &owner)).await;
-    if !errors.is_empty() {
-        return fail(&ctx, &obj, &old, &record, targets.len(), errors.join("; ")).await;
+    let done = converge_record(&ctx, &ns(&obj), jobs(&record, &moment.targets, &owner)).await;
+    if let Some(p) = done.problems.iter().find(|p| p.kind.is_permanent()) {
+        return fail(&ctx, &obj, &old, &done.record, targets.len(), p.clone()).await;
     }
+    announce(&ctx, &obj, &old.targets, &done.record, &done.problems).await;
+    let verification = verify(&ctx, &obj, &old.verification, plan, &done.findings, now);
+    let record = done.record;
 
     let observations = match &sampler {
         Some(s) => {
@@ -403,36 +498,57 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         }
         None => old.observations.clone(),
     };
-    let done = moment.phase == Phase::Completed;
-    let (phase, verdict, checks, message) = if done {
-        ctx.samplers.stop(&obj.uid().unwrap_or_default());
+    let over = moment.phase == Phase::Completed;
+    let (phase, verdict, checks, message) = if over {
+        forget(&ctx, &obj.uid().unwrap_or_default());
         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
         let stop = match (aborted_at, spec.abort.as_ref()) {
             (Some(at), Some(rule)) => Stop::Aborted { at, rule },
             _ => Stop::Completed,
         };
-        let e = ending::end(&faults, &names, &observations, spec.client.is_some(), stop);
+        let seen = Seen { observations: &observations, verification: &verification };
+        let e = ending::end(&faults, &names, seen, spec.client.is_some(), stop);
         (e.phase, Some(e.verdict), e.checks, e.message)
     } else {
-        (moment.phase, None, vec![], progress(moment.phase, start, &record[..targets.len()], sampler.as_deref()))
+        let current = &record[..targets.len()];
+        (moment.phase, None, vec![], progress_with(moment.phase, start, current, sampler.as_deref(), &done.problems))
     };
     let generation = obj.meta().generation.unwrap_or_default();
+    let trouble = done.problems.first();
     let new = ChaosScenarioStatus {
         phase: Some(phase),
         observed_generation: Some(generation),
         started_at: Some(Time(start)),
-        completed_at: done.then(|| Time(plan.end())),
+        completed_at: over.then(|| Time(plan.end())),
         aborted_at: aborted_at.map(Time),
         timeline: plan.timeline(now),
         targets: record,
         verdict,
         checks,
-        conditions: status::conditions(&old.conditions, phase, verdict, &message, generation, now),
+        conditions: status::conditions_with(&old.conditions, phase, verdict, &message, trouble, generation, now),
         message: Some(message),
         observations,
+        verification,
     };
     commit(&ctx, &obj, &old, new).await?;
-    Ok(next_look(&ctx, &obj, phase, moment.next_deadline, now))
+    Ok(next_look(&ctx, phase, moment.next_deadline, now))
+}
+
+/// An Event for each target a call newly failed to reach (not on every retry).
+async fn announce(
+    ctx: &Context,
+    obj: &ChaosScenario,
+    before: &[TargetStatus],
+    after: &[TargetStatus],
+    problems: &[Problem],
+) {
+    for (entry, p) in after.iter().filter(|e| e.error.is_some()).zip(problems) {
+        let was_failing =
+            before.iter().any(|b| b.endpoint == entry.endpoint && b.proxy == entry.proxy && b.error.is_some());
+        if !was_failing {
+            event(ctx, obj, EventType::Warning, p.kind.reason(), p.message.clone()).await;
+        }
+    }
 }
 
 /// Set on a scenario to let it be deleted although its faults could not be removed (a Toxiproxy
@@ -447,16 +563,17 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
     }
     let old = obj.status.clone().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();
-    ctx.samplers.stop(&uid);
+    forget(&ctx, &uid);
     // The current targets too: a crash may have come before their first record.
     let targets = targets::resolve(&ctx.client, &obj).await.unwrap_or_default();
     let record = record::grow(&old.targets, &targets);
     let owner = owner_tag(&uid);
-    let (record, errors) = converge_record(&ctx, &ns(&obj), release_all(&record, record.len(), &owner)).await;
+    let done = converge_record(&ctx, &ns(&obj), release_all(&record, record.len(), &owner)).await;
+    let (record, errors) = (done.record, done.problems);
     let key = scenario_key(&obj);
     if !errors.is_empty() {
         let abandon = obj.annotations().get(ABANDON_FAULTS).is_some_and(|v| v == "true");
-        let what = errors.join("; ");
+        let what = messages(&errors);
         if !abandon {
             let msg = format!(
                 "cannot remove this scenario's faults: {what}. The scenario stays until they are removed; \

@@ -5,6 +5,8 @@ use chaoslab_core::api::{Phase, Verdict};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::error::Problem;
+
 /// One condition, keeping its lastTransitionTime while its status does not change.
 fn condition(
     old: &[Condition],
@@ -40,6 +42,20 @@ pub fn conditions(
     generation: i64,
     now: Timestamp,
 ) -> Vec<Condition> {
+    conditions_with(old, phase, verdict, message, None, generation, now)
+}
+
+/// [`conditions`], with what stands in the run's way: in Testing, `FaultsInjected` is False with
+/// the problem's reason (e.g. ToxiproxyUnreachable) and message naming the target and URL.
+pub fn conditions_with(
+    old: &[Condition],
+    phase: Phase,
+    verdict: Option<Verdict>,
+    message: &str,
+    trouble: Option<&Problem>,
+    generation: i64,
+    now: Timestamp,
+) -> Vec<Condition> {
     let c = |t, s, r: &str, m: &str| condition(old, t, s, r, m.to_string(), generation, now);
     let after = |p: Phase| match phase {
         Phase::Stabilization => p == Phase::Pending,
@@ -55,8 +71,9 @@ pub fn conditions(
     } else {
         c("Stabilized", false, "NotStarted", "the run has not started")
     };
-    let injected = match phase {
-        Phase::Testing => c("FaultsInjected", true, "FaultsApplied", "faults are on the targets"),
+    let injected = match (phase, trouble) {
+        (Phase::Testing, Some(p)) => c("FaultsInjected", false, p.kind.reason(), &p.message),
+        (Phase::Testing, None) => c("FaultsInjected", true, "FaultsApplied", "faults are on the targets"),
         _ if after(Phase::Testing) => c("FaultsInjected", false, "FaultsRemoved", "faults were applied and removed"),
         _ => c("FaultsInjected", false, "NotYet", "no faults applied yet"),
     };

@@ -7,6 +7,8 @@ use chaoslab_core::api::{ChaosScenario, TargetStatus, Targets};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client, api::ListParams};
 
+use crate::error::{Kind, Problem};
+
 /// One Toxiproxy proxy the scenario drives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -94,8 +96,8 @@ fn admin_url(ip: &str, port: i32) -> String {
 }
 
 /// The targets of `s`: pods matching the selector in its namespace sorted by name, or its endpoints.
-/// The error says which target and why.
-pub async fn resolve(client: &Client, s: &ChaosScenario) -> Result<Vec<Target>, String> {
+/// The problem says which target and why.
+pub async fn resolve(client: &Client, s: &ChaosScenario) -> Result<Vec<Target>, Problem> {
     let t = &s.spec.targets;
     if let Some(eps) = &t.endpoints {
         return Ok(eps
@@ -109,24 +111,25 @@ pub async fn resolve(client: &Client, s: &ChaosScenario) -> Result<Vec<Target>, 
             .collect());
     }
     let ns = s.metadata.namespace.as_deref().unwrap_or("default");
-    let selector = label_selector(t)?;
+    let selector = label_selector(t).map_err(|e| Problem::new(Kind::SpecInvalid, e))?;
     let pods = Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| format!("listing pods matching {selector:?} in {ns}: {e}"))?;
+        .map_err(|e| Problem::new(Kind::KubeApi, format!("listing pods matching {selector:?} in {ns}: {e}")))?;
     let mut pods: Vec<Pod> = pods.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     if pods.is_empty() {
-        return Err(format!("no pods match spec.targets.selector ({selector}) in namespace {ns}"));
+        return Err(Problem::new(
+            Kind::TargetsMissing,
+            format!("no pods match spec.targets.selector ({selector}) in namespace {ns}: check the pods' labels"),
+        ));
     }
     pods.iter()
         .map(|p| {
             let name = p.metadata.name.clone().unwrap_or_default();
-            let ip = p
-                .status
-                .as_ref()
-                .and_then(|s| s.pod_ip.clone())
-                .ok_or_else(|| format!("target pod {name} has no IP yet (is it running?)"))?;
+            let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone()).ok_or_else(|| {
+                Problem::new(Kind::TargetsMissing, format!("target pod {name} has no IP yet (is it running?)"))
+            })?;
             Ok(Target {
                 url: admin_url(&ip, t.admin_port),
                 name,

@@ -31,4 +31,14 @@ impl Error {
     pub fn is_conflict(&self) -> bool {
         self.status() == Some(409)
     }
+
+    /// Whether waiting may help: no answer, or a server error. A refusal of a well-formed request
+    /// (4xx, e.g. no such proxy), a reply that is not Toxiproxy's or a bad URL will not go away.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { .. } => true,
+            Error::Api { status, .. } => *status >= 500,
+            Error::Decode { .. } | Error::BadUrl { .. } => false,
+        }
+    }
 }

@@ -12,7 +12,8 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 pub use status::{
-    ChaosScenarioStatus, Check, Phase, PhaseObservation, PhaseRecord, ServerObservation, TargetStatus, Verdict,
+    ChaosScenarioStatus, Check, Phase, PhaseObservation, PhaseRecord, ServerObservation, TargetStatus,
+    TargetVerification, Verdict,
 };
 
 use crate::{catalog, duration::PhaseDuration};

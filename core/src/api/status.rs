@@ -84,6 +84,25 @@ pub struct ChaosScenarioStatus {
     /// What the client did in each finished phase (written at each phase end).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observations: Vec<PhaseObservation>,
+    /// How well each target held what each phase asked of it, checked at every sample.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verification: Vec<TargetVerification>,
+}
+
+/// How well one target held what one phase asked of it (its faults in Testing, none otherwise).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetVerification {
+    pub phase: Phase,
+    pub target: String,
+    /// Time between consecutive checks that found the state in place.
+    pub verified_seconds: f64,
+    /// `verifiedSeconds` over the phase's length (its part so far while it runs), 0–1.
+    pub share: f64,
+    /// Checks that found the state gone and put it back (e.g. a restarted Toxiproxy).
+    pub reapplied: i32,
+    /// Checks that could not reach the proxy.
+    pub failed_checks: i32,
 }
 
 /// What the client did during one phase, from scrapes of `spec.client.metricsUrl`.
