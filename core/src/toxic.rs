@@ -101,7 +101,8 @@ impl Toxic {
     pub fn same_effect(&self, other: &Toxic) -> bool {
         let attr = |t: &Toxic, k: &str| t.attributes.get(k).copied().unwrap_or(0);
         self.same_identity(other)
-            && (self.toxicity - other.toxicity).abs() < 1e-9
+            // Toxiproxy keeps toxicity as a float32: compare at that precision.
+            && (self.toxicity as f32 - other.toxicity as f32).abs() <= f32::EPSILON
             && self.kind.attribute_names().iter().all(|k| attr(self, k) == attr(other, k))
     }
 }

@@ -163,6 +163,13 @@ async fn converge_is_idempotent_and_leaves_foreign_toxics_alone() {
     assert!(first.removed.is_empty());
     let second = c.converge("backend", &loss).await.unwrap();
     assert!(!second.changed(), "second converge changed something: {second:?}");
+    // A toxicity Toxiproxy can only keep as a float32 (30 % loss: 1 − √0.7 each way) is not rewritten
+    // at every check: an update would redraw every connection's toxicity.
+    let partial = desired_for(&chaoslab_core::catalog::loss(0, 30.0), OWNER);
+    c.converge("backend", &partial).await.unwrap();
+    let again = c.converge("backend", &partial).await.unwrap();
+    assert!(!again.changed(), "a float32 toxicity is rewritten: {again:?}");
+    c.converge("backend", &loss).await.unwrap();
 
     let names: Vec<String> = c.toxics("backend").await.unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(names.len(), 3, "{names:?}");
