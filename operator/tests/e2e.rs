@@ -148,30 +148,6 @@ async fn scenarios_on_the_same_targets_queue_first_come_first_served() {
 }
 
 #[tokio::test]
-async fn an_unreachable_toxiproxy_fails_the_scenario_naming_the_target() {
-    let (client, ns, api) = setup("down").await;
-    let admin = free_port();
-    let mut backends = backends(&client, &ns, 3, admin).await;
-    backends[1].toxiproxy.process.kill();
-    let _op = operator(&ns);
-    api.create(
-        &PostParams::default(),
-        &scenario("f", "multi-failure-2-servers-packet-loss", admin, None, ("2s", "3s", "2s")),
-    )
-    .await
-    .unwrap();
-    let failed = wait_for(&api, "f", Duration::from_secs(30), |s| phase(s).is_some_and(Phase::is_terminal)).await;
-    let st = failed.status.unwrap();
-    assert_eq!(st.phase, Some(Phase::Failed));
-    let msg = st.message.unwrap();
-    assert!(msg.contains("backend-1") && msg.contains(&backends[1].toxiproxy.url()), "{msg}");
-    // The reachable targets were cleaned.
-    for b in [&backends[0], &backends[2]] {
-        assert!(b.client().toxics("backend").await.unwrap().is_empty());
-    }
-}
-
-#[tokio::test]
 async fn abort_ends_testing_early_and_the_run_ends_aborted() {
     let (client, ns, api) = setup("abort").await;
     let admin = free_port();
