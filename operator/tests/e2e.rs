@@ -41,10 +41,11 @@ async fn run_to_verdict(template: &str) {
     assert_eq!(
         st.verdict,
         Some(Verdict::Passed),
-        "{:#?}\n{}\ntimeline: {:?}\noperator:\n{}\nloadgen:\n{}",
+        "{:#?}\n{}\ntimeline: {:?}\nverification: {:?}\noperator:\n{}\nloadgen:\n{}",
         st.checks,
         serde_json::to_string_pretty(&st.observations).unwrap(),
         st.timeline,
+        st.verification,
         std::fs::read_to_string(&op.log).unwrap_or_default(),
         loadgen.log_tail()
     );
