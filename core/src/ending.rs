@@ -18,6 +18,8 @@ pub enum Stop<'a> {
     Aborted { at: Timestamp, rule: &'a AbortSpec },
     /// The user stopped a local run during this phase.
     Interrupted { during: Phase },
+    /// An emergency stop (`chaoslab.dev/stop` on the namespace) removed the faults, for `reason`.
+    Halted { reason: &'a str },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -72,13 +74,24 @@ pub fn end(faults: &[Fault], target_names: &[String], seen: Seen, judged: bool, 
             verdict = Verdict::Inconclusive;
             Phase::Aborted
         }
-    };
-    let message = match (judged, stop) {
-        (false, _) => "no spec.client.metricsUrl: nothing to judge".to_string(),
-        (true, Stop::Interrupted { during }) => {
-            format!("interrupted by the user during {}; {}", during.as_str(), summary(&checks, verdict))
+        Stop::Halted { reason } => {
+            checks.push(Check {
+                name: "not-stopped".into(),
+                description: "the run is not ended by an emergency stop".into(),
+                expected: "no chaoslab.dev/stop on the namespace during the run".into(),
+                observed: format!("stopped: {reason}"),
+                passed: None,
+            });
+            verdict = Verdict::Inconclusive;
+            Phase::Aborted
         }
-        (true, _) => summary(&checks, verdict),
+    };
+    let judgement =
+        if judged { summary(&checks, verdict) } else { "no spec.client.metricsUrl: nothing to judge".to_string() };
+    let message = match stop {
+        Stop::Interrupted { during } => format!("interrupted by the user during {}; {judgement}", during.as_str()),
+        Stop::Halted { reason } => format!("emergency stop ({reason}): faults removed; {judgement}"),
+        Stop::Completed | Stop::Aborted { .. } => judgement,
     };
     Ending { phase, verdict, checks, message }
 }
@@ -202,6 +215,13 @@ mod tests {
         );
         assert_eq!(checks[1].passed, Some(true), "Recovery held");
         assert_eq!(verdict_of(&checks), Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn an_emergency_stop_aborts_the_run_and_says_why() {
+        let e = end(&[loss(0, 100.0)], &names(), NOTHING, true, Stop::Halted { reason: "pager went off" });
+        assert_eq!((e.phase, e.verdict), (Phase::Aborted, Verdict::Inconclusive));
+        assert!(e.message.starts_with("emergency stop (pager went off)"), "{}", e.message);
     }
 
     #[test]

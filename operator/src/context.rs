@@ -2,6 +2,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
+    sync::Arc,
     time::Duration,
 };
 
@@ -13,7 +14,7 @@ use kube::{
 };
 use tokio::sync::Mutex;
 
-use crate::{leader::Leadership, metrics::Metrics, sampler::Samplers};
+use crate::{leader::Leadership, metrics::Metrics, sampler::Samplers, stop::Stops};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -39,4 +40,6 @@ pub struct Context {
     pub admitted: Mutex<HashMap<String, BTreeSet<String>>>,
     /// How well each running scenario's targets held each phase's state, by uid.
     pub verifiers: std::sync::Mutex<HashMap<String, RunVerifier>>,
+    /// Namespaces under an emergency stop.
+    pub stops: Arc<Stops>,
 }

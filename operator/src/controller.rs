@@ -4,6 +4,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chaoslab_core::api::ChaosScenario;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
@@ -11,6 +12,7 @@ use kube::{
         controller::Action,
         events::{Recorder, Reporter},
         finalizer::{Event as Finalizer, finalizer},
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -22,6 +24,7 @@ use crate::{
     metrics::Metrics,
     reconcile,
     sampler::Samplers,
+    stop::Stops,
 };
 
 pub const FINALIZER: &str = "chaoslab.dev/cleanup";
@@ -72,6 +75,18 @@ fn error_policy(obj: Arc<ChaosScenario>, err: &Error, _ctx: Arc<Context>) -> Act
     Action::requeue(after)
 }
 
+fn namespaces(client: &Client) -> Api<Namespace> {
+    Api::all(client.clone())
+}
+
+/// All namespaces, or only the watched one.
+fn namespace_watch(config: &Config) -> watcher::Config {
+    match &config.namespace {
+        Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        None => watcher::Config::default(),
+    }
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -86,12 +101,31 @@ pub async fn run(
         )
     })?;
     let api = api(&client, config.namespace.as_deref());
-    let controller = Controller::new(api, watcher::Config::default()).graceful_shutdown_on(shutdown);
+    let stops = Arc::new(Stops::default());
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    let controller = controller
+        .watches(namespaces(&client), namespace_watch(&config), {
+            let (stops, store) = (stops.clone(), store.clone());
+            move |ns: Namespace| {
+                // The watch keeps the stops current and wakes the namespace's scenarios.
+                stops.observe(&ns);
+                let name = ns.name_any();
+                let scenarios = store.state();
+                scenarios
+                    .iter()
+                    .filter(|s| s.namespace().as_deref() == Some(name.as_str()))
+                    .map(|s| ObjectRef::from_obj(&**s))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .graceful_shutdown_on(shutdown);
     let reporter = Reporter { controller: "chaoslab-operator".into(), instance: std::env::var("POD_NAME").ok() };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         samplers,
-        store: controller.store(),
+        store,
+        stops,
         admitted: Mutex::new(HashMap::new()),
         verifiers: std::sync::Mutex::new(HashMap::new()),
         client,

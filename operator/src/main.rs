@@ -11,6 +11,7 @@ mod reconcile;
 mod record;
 mod sampler;
 mod status;
+mod stop;
 mod sweep;
 mod targets;
 

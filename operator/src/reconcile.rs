@@ -31,6 +31,7 @@ use crate::{
     queue, record,
     sampler::Sampler,
     status,
+    stop::STOP,
     targets::{self, Target},
 };
 
@@ -453,6 +454,9 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     if old.phase.is_some_and(Phase::is_terminal) {
         return settle(&ctx, &obj, &old).await;
     }
+    if let Some(reason) = ctx.stops.reason(&ctx.client, &ns(&obj)).await {
+        return halt(&ctx, &obj, &old, &reason).await;
+    }
     let spec = &obj.spec;
     let targets = match targets::resolve(&ctx.client, &obj).await {
         Ok(t) => t,
@@ -532,6 +536,70 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     };
     commit(&ctx, &obj, &old, new).await?;
     Ok(next_look(&ctx, phase, moment.next_deadline, now))
+}
+
+/// The emergency stop on the scenario's namespace: a run that was admitted lets go of every proxy on
+/// record and ends Aborted; one that was not waits Queued until the stop is lifted.
+async fn halt(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, reason: &str) -> Result<Action, Error> {
+    let (uid, namespace, now) = (obj.uid().unwrap_or_default(), ns(obj), Timestamp::now());
+    let generation = obj.meta().generation.unwrap_or_default();
+    if old.started_at.is_none() {
+        let message = format!(
+            "emergency stop on namespace {namespace} ({reason}): waits until it is lifted \
+             (kubectl annotate namespace {namespace} {STOP}-)"
+        );
+        let new = ChaosScenarioStatus {
+            phase: Some(Phase::Queued),
+            observed_generation: Some(generation),
+            conditions: status::conditions(&old.conditions, Phase::Queued, None, "", generation, now),
+            message: Some(message),
+            ..old.clone()
+        };
+        commit(ctx, obj, old, new).await?;
+        return Ok(Action::requeue(ctx.config.queue_poll));
+    }
+    let owner = owner_tag(&uid);
+    let done = converge_record(ctx, &namespace, release_all(&old.targets, old.targets.len(), &owner)).await;
+    let observations = match ctx.samplers.get(&uid) {
+        Some(s) => {
+            s.close_until(now);
+            merge_observations(old.observations.clone(), s.finished())
+        }
+        None => old.observations.clone(),
+    };
+    forget(ctx, &uid);
+    let names: Vec<String> = old.targets.iter().map(|t| t.name.clone()).collect();
+    let faults = engine::resolve_faults(&obj.spec, names.len()).map(<[_]>::to_vec).unwrap_or_default();
+    let seen = Seen { observations: &observations, verification: &old.verification };
+    let e = ending::end(&faults, &names, seen, obj.spec.client.is_some(), Stop::Halted { reason });
+    let mut message = e.message;
+    if !done.problems.is_empty() {
+        message += &format!("; faults not removed yet, retrying: {}", messages(&done.problems));
+    }
+    let new = ChaosScenarioStatus {
+        phase: Some(e.phase),
+        observed_generation: Some(generation),
+        completed_at: Some(Time(whole_seconds(now))),
+        timeline: old
+            .timeline
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.end.get_or_insert(Time(whole_seconds(now)));
+                r
+            })
+            .collect(),
+        targets: done.record,
+        verdict: Some(e.verdict),
+        checks: e.checks,
+        conditions: status::conditions(&old.conditions, e.phase, Some(e.verdict), &message, generation, now),
+        message: Some(message),
+        observations,
+        ..old.clone()
+    };
+    let settled = record::settled(&new.targets);
+    commit(ctx, obj, old, new).await?;
+    Ok(if settled { Action::await_change() } else { Action::requeue(leftover_retry(Some(now), now)) })
 }
 
 /// An Event for each target a call newly failed to reach (not on every retry).

@@ -140,3 +140,38 @@ async fn a_hung_toxiproxy_delays_no_other_scenario() {
     backends[0].toxiproxy.process.resume();
     assert!(late < SignedDuration::from_secs(1), "a hung Toxiproxy delayed another scenario by {late:?}");
 }
+
+#[tokio::test]
+async fn an_emergency_stop_removes_every_fault_at_once_and_holds_new_runs() {
+    let (client, ns, api) = setup("stop").await;
+    let admin = free_port();
+    let backends = backends(&client, &ns, 3, admin).await;
+    let _op = operator(&ns);
+    let pp = PostParams::default();
+    api.create(&pp, &scenario("a", LOSS, admin, None, ("1s", "60s", "1s"))).await.unwrap();
+    wait_for(&api, "a", Duration::from_secs(30), |s| phase(s) == Some(Phase::Testing)).await;
+    assert_eq!(chaoslab_toxics(&backends).await.len(), 4);
+
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+    let annotate = |v: serde_json::Value| json!({"metadata": {"annotations": {"chaoslab.dev/stop": v}}});
+    let patch = |v| kube::api::Patch::Merge(annotate(v));
+    namespaces.patch(&ns, &kube::api::PatchParams::default(), &patch(json!("a test"))).await.unwrap();
+    let t0 = Instant::now();
+    while !chaoslab_toxics(&backends).await.is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(3), "faults still there after the stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("every fault removed {:?} after the stop", t0.elapsed());
+    let a = wait_for(&api, "a", Duration::from_secs(10), |s| phase(s) == Some(Phase::Aborted)).await;
+    let msg = a.status.unwrap().message.unwrap();
+    assert!(msg.starts_with("emergency stop (a test)"), "{msg}");
+
+    api.create(&pp, &scenario("b", LOSS, admin, None, ("1s", "2s", "1s"))).await.unwrap();
+    let b = wait_for(&api, "b", Duration::from_secs(10), |s| phase(s) == Some(Phase::Queued)).await;
+    assert!(b.status.unwrap().message.unwrap().contains("chaoslab.dev/stop-"), "the message says how to lift it");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(phase(&api.get("b").await.unwrap()), Some(Phase::Queued), "held while the stop is on");
+    namespaces.patch(&ns, &kube::api::PatchParams::default(), &patch(serde_json::Value::Null)).await.unwrap();
+    let done = wait_for(&api, "b", Duration::from_secs(30), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    assert_eq!(phase(&done), Some(Phase::Completed), "the stop lifted, b ran");
+}
