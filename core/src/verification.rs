@@ -84,8 +84,11 @@ impl RunVerifier {
         let (Some(i), Some((start, _))) = (index(phase), self.plan.bounds(phase)) else { return };
         let t = self.tracks.entry((i, target.to_string())).or_default();
         let since = t.last.map_or(start, |l| l.max(start));
+        // A phase's first check finding its state already in place vouches for the phase from its
+        // start, as a check does for the time since the one before; one that had to apply it does not.
+        let vouches = t.last.is_some() || t.checks == 0;
         match finding {
-            Finding::Held if t.last.is_some() => t.verified += at.duration_since(since).max(SignedDuration::ZERO),
+            Finding::Held if vouches => t.verified += at.duration_since(since).max(SignedDuration::ZERO),
             Finding::Held => {}
             Finding::Applied => t.reapplied += i32::from(t.checks > 0),
             Finding::Unknown => t.failed += 1,
@@ -229,6 +232,20 @@ mod tests {
         let last = at(10) - SignedDuration::from_millis(100);
         assert_eq!(next_check(Phase::Testing, at(10), last, s), Duration::from_millis(120));
         assert_eq!(next_check(Phase::Pending, at(10), at(5), s), Duration::from_millis(5020));
+    }
+
+    #[test]
+    fn a_state_found_in_place_at_the_first_check_held_since_the_start() {
+        let mut r = RunVerifier::new(plan());
+        // Stabilization's first check comes 0.6 s late on a busy machine and finds no fault: fine.
+        r.record("s", at(0) + SignedDuration::from_millis(600), Finding::Held);
+        r.record("s", at(10) - SignedDuration::from_millis(100), Finding::Held);
+        let v = r.report(at(10)).into_iter().find(|v| v.phase == Phase::Stabilization).unwrap();
+        assert!((v.share - 0.99).abs() < 1e-6, "{v:?}");
+        // Testing's first check applies the faults 0.6 s late: those 0.6 s had none.
+        r.record("s", at(10) + SignedDuration::from_millis(600), Finding::Applied);
+        r.record("s", at(20) - SignedDuration::from_millis(100), Finding::Held);
+        assert!((testing(&r, 20).share - 0.93).abs() < 1e-6);
     }
 
     #[test]

@@ -259,7 +259,9 @@ async fn client_crud_and_errors(kind: Kind) {
 }
 
 async fn populate_keeps_unchanged_proxies_and_their_toxics(kind: Kind) {
-    let lab = lab(kind).await;
+    // Its own loopback address: replacing the proxy frees its port for a moment, and a listener
+    // another test binds on 127.0.0.1:0 could take it.
+    let lab = lab_at(kind, loopback_ip()).await;
     let c = &lab.client;
     let t = toxic("lat", ToxicType::Latency, Stream::Downstream, &[("latency", 5)]);
     c.create_toxic("backend", &t).await.unwrap();
