@@ -1,0 +1,78 @@
+//! Packet loss as a client sees it. The reference is the kernel's real loss: a redis-server in a
+//! network namespace behind a veth pair, nftables dropping a share of its packets (as root; the
+//! test skips otherwise). The figures below were recorded with it; `kernel_reference` measures
+//! them again and holds the kernel to them, so the table stays true on the machine that runs it.
+//!
+//! `cargo test -p chaoslab-toxiproxy --test packet_loss -- --nocapture` prints every measurement.
+
+use std::time::Duration;
+
+use chaoslab_testenv::{
+    Bounds, Connections, Distribution, Figures, Loss, LossyRedis, Probe, netns_unavailable, round_trips,
+};
+
+/// 50 connections at once, each PING capped at 2 s (the client's 1 s timeout, and room above it).
+const LONG_LIVED: Probe = Probe {
+    connections: Connections::LongLived,
+    workers: 50,
+    samples: 800,
+    cap: Duration::from_secs(2),
+    budget: Duration::from_secs(15),
+};
+const NEW: Probe = Probe { connections: Connections::New, samples: 500, ..LONG_LIVED };
+
+/// One recorded configuration: the kernel dropping `loss`, and the round trips on long-lived and
+/// on new connections.
+struct Reference {
+    loss: Loss,
+    long_lived: Figures,
+    new: Figures,
+}
+
+const fn figures(p50_ms: u64, p90_ms: u64, p99_ms: u64, timeouts: f64, n: usize) -> Figures {
+    Figures { p50_ms, p90_ms, p99_ms, timeouts, n }
+}
+
+const fn loss(inbound_permille: u32, outbound_permille: u32) -> Loss {
+    Loss { inbound_permille, outbound_permille }
+}
+
+/// Recorded on Linux 6.18 (2 cores, veth, nftables `numgen random`), three runs each, the middle
+/// one. One direction is the server's packets (`outbound`, what `packetLoss` means); both is every
+/// packet either way.
+#[rustfmt::skip]
+const REFERENCE: [Reference; 6] = [
+    Reference { loss: loss(0, 100), long_lived: figures(0, 205, 211, 0.0, 800), new: figures(2, 624, 1216, 0.098, 500) },
+    Reference { loss: loss(0, 300), long_lived: figures(0, 208, 640, 0.006, 800), new: figures(201, 1227, 2000, 0.332, 500) },
+    Reference { loss: loss(0, 500), long_lived: figures(1, 624, 2000, 0.05, 800), new: figures(1018, 2000, 2000, 0.576, 500) },
+    Reference { loss: loss(100, 100), long_lived: figures(0, 207, 703, 0.004, 800), new: figures(1, 1023, 2000, 0.186, 500) },
+    Reference { loss: loss(300, 300), long_lived: figures(207, 780, 2000, 0.069, 799), new: figures(1023, 2000, 2000, 0.587, 500) },
+    Reference { loss: loss(500, 500), long_lived: figures(416, 2000, 2000, 0.311, 376), new: figures(2000, 2000, 2000, 0.87, 460) },
+];
+
+/// The kernel against its own record: three standard errors of rank, 25 % and 30 ms of value
+/// (timer and scheduling noise on a busy two-core machine), one point of timeout share.
+const KERNEL: Bounds = Bounds { rank: 3.0, factor: 1.25, margin: Duration::from_millis(30), points: 0.01 };
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_reference() {
+    if let Some(why) = netns_unavailable() {
+        eprintln!("skipped: the kernel reference {why}");
+        return;
+    }
+    let redis = LossyRedis::start();
+    let mut misses = Vec::new();
+    for r in &REFERENCE {
+        redis.set_loss(r.loss);
+        for (probe, recorded) in [(LONG_LIVED, &r.long_lived), (NEW, &r.new)] {
+            let d = Distribution::of(&round_trips(redis.addr, probe).await);
+            let what = format!(
+                "in {:>3} ‰ out {:>3} ‰ {:<9?}",
+                r.loss.inbound_permille, r.loss.outbound_permille, probe.connections
+            );
+            println!("{what} {d}\n{:<34} {recorded} (recorded)", "");
+            misses.extend(d.misses(recorded, &KERNEL).into_iter().map(|m| format!("{what}: {m}")));
+        }
+    }
+    assert!(misses.is_empty(), "the kernel no longer gives the recorded figures:\n{}", misses.join("\n"));
+}
