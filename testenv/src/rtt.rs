@@ -160,7 +160,14 @@ impl Distribution {
 
     pub fn figures(&self) -> Figures {
         let ms = |q| self.quantile(q).as_millis() as u64;
-        Figures { p50_ms: ms(0.5), p90_ms: ms(0.9), p99_ms: ms(0.99), timeouts: self.timeouts(), n: self.n() }
+        Figures {
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: ms(0.99),
+            slow: self.slow(),
+            timeouts: self.timeouts(),
+            n: self.n(),
+        }
     }
 
     /// How this distribution misses `reference` by more than `bounds`: one line per miss.
@@ -181,30 +188,34 @@ impl Distribution {
                 ));
             }
         }
-        let r = reference.timeouts;
-        let slack = bounds.rank * (r.max(0.01) * (1.0 - r) * (1.0 / self.n() as f64 + 1.0 / reference.n as f64)).sqrt();
-        let (low, high) = (r / bounds.factor - slack - bounds.points, r * bounds.factor + slack + bounds.points);
-        let t = self.timeouts();
-        if t < low || t > high {
-            out.push(format!(
-                "timeouts: {:.1} % outside {:.1}–{:.1} % (reference {:.1} %)",
-                100.0 * t,
-                100.0 * low.max(0.0),
-                100.0 * high,
-                100.0 * r
-            ));
+        for (what, measured, r) in
+            [("≥200 ms", self.slow(), reference.slow), ("timeouts", self.timeouts(), reference.timeouts)]
+        {
+            let slack =
+                bounds.rank * (r.max(0.01) * (1.0 - r) * (1.0 / self.n() as f64 + 1.0 / reference.n as f64)).sqrt();
+            let (low, high) = (r / bounds.factor - slack - bounds.points, r * bounds.factor + slack + bounds.points);
+            if measured < low || measured > high {
+                out.push(format!(
+                    "{what}: {:.1} % outside {:.1}–{:.1} % (reference {:.1} %)",
+                    100.0 * measured,
+                    100.0 * low.max(0.0),
+                    100.0 * high,
+                    100.0 * r
+                ));
+            }
         }
         out
     }
 }
 
-/// A distribution as recorded: percentiles in ms, the timeout share (> [`TIMEOUT`]) and the number
-/// of samples it came from.
+/// A distribution as recorded: percentiles in ms, the share of retransmitted round trips
+/// (≥ [`SLOW`]), the timeout share (> [`TIMEOUT`]) and the number of samples it came from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Figures {
     pub p50_ms: u64,
     pub p90_ms: u64,
     pub p99_ms: u64,
+    pub slow: f64,
     pub timeouts: f64,
     pub n: usize,
 }
@@ -225,10 +236,11 @@ impl fmt::Display for Figures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "p50 {:>4} ms  p90 {:>4} ms  p99 {:>4} ms  >1 s {:>5.1} %",
+            "p50 {:>4} ms  p90 {:>4} ms  p99 {:>4} ms  ≥200 ms {:>5.1} %  >1 s {:>5.1} %",
             self.p50_ms,
             self.p90_ms,
             self.p99_ms,
+            100.0 * self.slow,
             100.0 * self.timeouts
         )
     }
@@ -236,7 +248,7 @@ impl fmt::Display for Figures {
 
 impl fmt::Display for Distribution {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}  ≥200 ms {:>5.1} %  (n={})", self.figures(), 100.0 * self.slow(), self.n())
+        write!(f, "{}  (n={})", self.figures(), self.n())
     }
 }
 
@@ -284,6 +296,10 @@ mod tests {
         let more_timeouts = Figures { timeouts: 0.1, ..d.figures() };
         assert!(d.misses(&more_timeouts, &EXACT)[0].starts_with("timeouts:"));
         assert!(d.misses(&more_timeouts, &Bounds { points: 0.07, ..EXACT }).is_empty());
+        let fewer_slow = Figures { slow: 0.3, ..d.figures() };
+        assert_eq!(d.misses(&fewer_slow, &EXACT).len(), 1);
+        assert!(d.misses(&fewer_slow, &EXACT)[0].starts_with("≥200 ms:"));
+        assert!(d.misses(&fewer_slow, &Bounds { points: 0.2, ..EXACT }).is_empty());
     }
 
     #[test]

@@ -29,8 +29,8 @@ struct Reference {
     new: Figures,
 }
 
-const fn figures(p50_ms: u64, p90_ms: u64, p99_ms: u64, timeouts: f64, n: usize) -> Figures {
-    Figures { p50_ms, p90_ms, p99_ms, timeouts, n }
+const fn figures(p50_ms: u64, p90_ms: u64, p99_ms: u64, slow: f64, timeouts: f64, n: usize) -> Figures {
+    Figures { p50_ms, p90_ms, p99_ms, slow, timeouts, n }
 }
 
 const fn loss(inbound_permille: u32, outbound_permille: u32) -> Loss {
@@ -38,21 +38,24 @@ const fn loss(inbound_permille: u32, outbound_permille: u32) -> Loss {
 }
 
 /// Recorded on Linux 6.18 (2 cores, veth, nftables `numgen random`), three runs each, the middle
-/// one. One direction is the server's packets (`outbound`, what `packetLoss` means); both is every
-/// packet either way.
+/// one; the shares of round trips ≥ 200 ms come from one later run (about p on long-lived
+/// connections and 1 − (1 − p)² on new ones: the reply or the SYN-ACK lost). One direction is the
+/// server's packets (`outbound`, what `packetLoss` means); both is every packet either way.
 #[rustfmt::skip]
 const REFERENCE: [Reference; 6] = [
-    Reference { loss: loss(0, 100), long_lived: figures(0, 205, 211, 0.0, 800), new: figures(2, 624, 1216, 0.098, 500) },
-    Reference { loss: loss(0, 300), long_lived: figures(0, 208, 640, 0.006, 800), new: figures(201, 1227, 2000, 0.332, 500) },
-    Reference { loss: loss(0, 500), long_lived: figures(1, 624, 2000, 0.05, 800), new: figures(1018, 2000, 2000, 0.576, 500) },
-    Reference { loss: loss(100, 100), long_lived: figures(0, 207, 703, 0.004, 800), new: figures(1, 1023, 2000, 0.186, 500) },
-    Reference { loss: loss(300, 300), long_lived: figures(207, 780, 2000, 0.069, 799), new: figures(1023, 2000, 2000, 0.587, 500) },
-    Reference { loss: loss(500, 500), long_lived: figures(416, 2000, 2000, 0.311, 376), new: figures(2000, 2000, 2000, 0.87, 460) },
+    Reference { loss: loss(0, 100), long_lived: figures(0, 205, 211, 0.092, 0.0, 800), new: figures(2, 624, 1216, 0.184, 0.098, 500) },
+    Reference { loss: loss(0, 300), long_lived: figures(0, 208, 640, 0.309, 0.006, 800), new: figures(201, 1227, 2000, 0.498, 0.332, 500) },
+    Reference { loss: loss(0, 500), long_lived: figures(1, 624, 2000, 0.52, 0.05, 800), new: figures(1018, 2000, 2000, 0.756, 0.576, 500) },
+    Reference { loss: loss(100, 100), long_lived: figures(0, 207, 703, 0.174, 0.004, 800), new: figures(1, 1023, 2000, 0.35, 0.186, 500) },
+    Reference { loss: loss(300, 300), long_lived: figures(207, 780, 2000, 0.498, 0.069, 799), new: figures(1023, 2000, 2000, 0.782, 0.587, 500) },
+    Reference { loss: loss(500, 500), long_lived: figures(416, 2000, 2000, 0.719, 0.311, 376), new: figures(2000, 2000, 2000, 0.945, 0.87, 460) },
 ];
 
-/// The kernel against its own record: three standard errors of rank, 25 % and 30 ms of value
-/// (timer and scheduling noise on a busy two-core machine), one point of timeout share.
-const KERNEL: Bounds = Bounds { rank: 3.0, factor: 1.25, margin: Duration::from_millis(30), points: 0.01 };
+/// The kernel against its own record: four standard errors of rank (a percentile next to a step of
+/// the distribution, like p90 at 10 % loss between 0 and 200 ms, falls on either side from run to
+/// run; four keep 48 comparisons from failing by chance), 25 % and 30 ms of value (timer and
+/// scheduling noise on a busy two-core machine), one point of timeout share.
+const KERNEL: Bounds = Bounds { rank: 4.0, factor: 1.25, margin: Duration::from_millis(30), points: 0.01 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_reference() {
