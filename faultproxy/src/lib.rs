@@ -1,7 +1,8 @@
 //! A Toxiproxy-compatible fault proxy: the Toxiproxy v2 HTTP API (v2.12.0's routes, status codes and
 //! error bodies) and its TCP toxics (latency with jitter, timeout, bandwidth, slow_close, reset_peer,
 //! limit_data, slicer; toxicity drawn per connection and direction; `enabled: false`), so chaoslab can run
-//! its lab with nothing installed. Drive it with `chaoslab_toxiproxy::Client` like a real one.
+//! its lab with nothing installed. Drive it with `chaoslab_toxiproxy::Client` like a real one. It also has
+//! chaoslab's own `packet_loss` toxic (what TCP makes of lost packets), which Toxiproxy does not.
 //!
 //! - [`serve`] runs it on a listener until a shutdown future completes (`chaoslab proxy --listen`);
 //! - [`FaultProxy`] runs it in-process and shuts it down with every listener and connection closed.

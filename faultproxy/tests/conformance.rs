@@ -194,6 +194,30 @@ both!(
     removing_a_timeout_closes_even_connections_it_spared,
 );
 
+/// chaoslab's `packet_loss` toxic is the fault proxy's own: a real toxiproxy-server refuses it as any
+/// unknown type; the fault proxy keeps it with every attribute, and its replies come late, never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_loss_is_the_fault_proxys_own() {
+    let t = toxic("loss", ToxicType::PacketLoss, Stream::Downstream, &[("permille", 300), ("rto", 20)]);
+    let real = lab(Kind::Real).await;
+    match real.client.create_toxic("backend", &t).await.unwrap_err() {
+        Error::Api { status: 400, message, .. } => assert_eq!(message, "invalid toxic type"),
+        other => panic!("expected a 400, got {other}"),
+    }
+    let embedded = lab(Kind::Embedded).await;
+    let created = embedded.client.create_toxic("backend", &t).await.unwrap();
+    let attributes: Vec<(&str, i64)> = created.attributes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(attributes, [("correlation", 0), ("permille", 300), ("rto", 20), ("syn_rto", 0)]);
+    let mut conn = connect(embedded.listen).await.unwrap();
+    let mut late = 0;
+    for _ in 0..50 {
+        // 30 % of replies lost once or more: 20 ms late, 40 ms after two losses, and so on.
+        let rtt = ping(&mut conn, Duration::from_secs(5)).await.expect("every reply arrives");
+        late += usize::from(rtt >= Duration::from_millis(20));
+    }
+    assert!((4..=28).contains(&late), "{late} of 50 replies late");
+}
+
 async fn client_crud_and_errors(kind: Kind) {
     let lab = lab(kind).await;
     let c = &lab.client;
