@@ -26,3 +26,13 @@ pub use server::{FaultProxy, serve};
 /// What `GET /version` reports: the Toxiproxy release whose API this implements, with build metadata
 /// naming this implementation (semver ignores it in comparisons).
 pub const VERSION: &str = "2.12.0+chaoslab-faultproxy";
+
+#[cfg(test)]
+mod tests {
+    use chaoslab_core::faults::ProxyKind;
+
+    #[test]
+    fn chaoslab_knows_the_fault_proxy_by_its_version() {
+        assert_eq!(ProxyKind::from_version(super::VERSION), ProxyKind::Faultproxy);
+    }
+}

@@ -20,7 +20,8 @@ pub struct Fault {
     /// Index of the target, 0-based: pods matching the selector sorted by name, or the endpoints in order.
     #[schemars(range(min = 0, max = MAX_TARGETS - 1))]
     pub target: i32,
-    /// Drop data on a share of connections (a blackhole; Toxiproxy works on streams, not packets).
+    /// Lose a share of the packets the server sends: every connection's data is late by TCP's
+    /// retransmissions; at 100 % nothing gets through (a blackhole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet_loss: Option<PacketLoss>,
     /// Delay data from the server.
@@ -37,8 +38,8 @@ pub struct Fault {
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PacketLoss {
-    /// Share of connections blackholed (their requests get no reply), 0–100; at 100 every
-    /// connection drops data both ways.
+    /// Share of the server's packets lost, 0–100 (as `tc netem loss` on its interface); at 100
+    /// every connection drops data both ways.
     #[schemars(range(min = 0.0, max = 100.0))]
     pub percent: f64,
 }
