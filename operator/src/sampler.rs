@@ -13,6 +13,7 @@ use chaoslab_core::{
     engine::Plan,
     observation::{AbortRule, RunRecorder},
 };
+use chaoslab_telemetry::{METRICS_LIMIT, fetch_metrics};
 use jiff::{SignedDuration, Timestamp};
 use tokio::task::JoinHandle;
 
@@ -164,12 +165,10 @@ async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, interval: Dur
     }
 }
 
+/// One scrape, bounded: by the client's timeout (the sample interval, at least 1 s) and by
+/// [`METRICS_LIMIT`] bytes of body.
 async fn scrape(http: &reqwest::Client, url: &str) -> Result<client_metrics::Scrape, String> {
-    let resp = http.get(url).send().await.map_err(|e| format!("scraping {url}: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("scraping {url}: HTTP {}", resp.status()));
-    }
-    let text = resp.text().await.map_err(|e| format!("scraping {url}: {e}"))?;
+    let text = fetch_metrics(http, url, METRICS_LIMIT).await.map_err(|e| format!("scraping {url}: {e}"))?;
     client_metrics::parse(&text).map_err(|e| format!("scraping {url}: {e}"))
 }
 

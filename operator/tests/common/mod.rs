@@ -142,9 +142,15 @@ pub fn phase(s: &ChaosScenario) -> Option<Phase> {
 }
 
 pub async fn chaoslab_toxics(backends: &[Backend]) -> Vec<String> {
+    let servers: Vec<&ToxiproxyServer> = backends.iter().map(|b| &b.toxiproxy).collect();
+    chaoslab_toxics_at(&servers).await
+}
+
+/// The chaoslab toxics on the proxy `backend` of each server.
+pub async fn chaoslab_toxics_at(servers: &[impl std::borrow::Borrow<ToxiproxyServer>]) -> Vec<String> {
     let mut left = Vec::new();
-    for b in backends {
-        for t in b.client().toxics("backend").await.unwrap() {
+    for s in servers {
+        for t in Toxiproxy::new(&s.borrow().url()).unwrap().toxics("backend").await.unwrap() {
             if owner_of(&t.name).is_some() {
                 left.push(t.name);
             }

@@ -1,0 +1,166 @@
+//! Hostile surroundings, against the real operator, apiserver and toxiproxy-servers: a client
+//! metrics endpoint that is down, slow, garbage or huge costs bounded time and memory and leaves
+//! the checks Inconclusive; status and annotations edited by hand to nonsense neither crash nor
+//! wedge the operator.
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use chaoslab_core::api::{ChaosScenario, Phase, Verdict};
+use chaoslab_testenv::{ToxiproxyServer, free_port};
+use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
+use common::*;
+use kube::api::PostParams;
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// A toxiproxy-server with one proxy, `backend` (its upstream need not answer: no client connects).
+async fn lone_proxy() -> ToxiproxyServer {
+    let server = ToxiproxyServer::start();
+    let new = NewProxy {
+        name: "backend".into(),
+        listen: format!("127.0.0.1:{}", free_port()),
+        upstream: format!("127.0.0.1:{}", free_port()),
+        enabled: None,
+    };
+    Toxiproxy::new(&server.url()).unwrap().create_proxy(&new).await.unwrap();
+    server
+}
+
+/// 100 ms of latency on one explicit endpoint, scraping `metrics`.
+fn latency_on(name: &str, toxiproxy: &ToxiproxyServer, metrics: &str, phases: (&str, &str, &str)) -> ChaosScenario {
+    serde_json::from_value(json!({
+        "apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario", "metadata": {"name": name},
+        "spec": {
+            "template": "server-0-latency-100ms",
+            "targets": {"endpoints": [{"name": "s0", "url": toxiproxy.url()}]},
+            "phases": {"stabilization": phases.0, "testing": phases.1, "recovery": phases.2},
+            "client": {"metricsUrl": metrics},
+        },
+    }))
+    .unwrap()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Hostile {
+    /// Answers (valid metrics) only after 30 s.
+    Slow,
+    /// 200 OK with bytes that are not metrics: binary, then almost-Prometheus text, in turn.
+    Garbage,
+    /// 200 OK with 100 MB of comment lines, no Content-Length (read until the connection closes).
+    Huge,
+}
+
+const VALID: &str = "chaoslab_client_requests_total{server=\"s0\",outcome=\"success\"} 1\n";
+
+async fn answer(mut conn: TcpStream, how: Hostile, nth: u64) {
+    let _ = conn.read(&mut [0u8; 4096]).await;
+    let body: Vec<u8> = match how {
+        Hostile::Slow => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            VALID.into()
+        }
+        Hostile::Garbage if nth.is_multiple_of(2) => (0..=255u8).cycle().take(64 * 1024).collect(),
+        Hostile::Garbage => "chaoslab_client_requests_total{server=\"s0\",outcome=} NaN{{\n\u{0}".repeat(1000).into(),
+        Hostile::Huge => {
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await;
+            let line = b"# a comment line that is long enough to make a hundred megabytes quickly #####\n";
+            let chunk = line.repeat(64 * 1024 / line.len());
+            for _ in 0..(100 * 1024 * 1024 / chunk.len()) {
+                if conn.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            return;
+        }
+    };
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = conn.write_all(head.as_bytes()).await;
+    let _ = conn.write_all(&body).await;
+}
+
+/// A metrics endpoint that answers every scrape `how`; its URL.
+async fn hostile_endpoint(how: Hostile) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut nth = 0;
+        while let Ok((conn, _)) = listener.accept().await {
+            nth += 1;
+            tokio::spawn(answer(conn, how, nth));
+        }
+    });
+    url
+}
+
+/// The resident memory of process `pid`, in KiB (VmRSS of /proc/<pid>/status).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Samples the RSS of `pid` every 50 ms; returns the peak seen so far.
+fn watch_rss(pid: u32) -> Arc<AtomicU64> {
+    let peak = Arc::new(AtomicU64::new(0));
+    let p = peak.clone();
+    tokio::spawn(async move {
+        loop {
+            p.fetch_max(rss_kib(pid), Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    peak
+}
+
+#[tokio::test]
+async fn a_hostile_metrics_endpoint_costs_bounded_time_and_memory_and_leaves_the_checks_inconclusive() {
+    let (_client, ns, api) = setup("metrics").await;
+    let op = operator(&ns);
+    let down = format!("http://127.0.0.1:{}/metrics", free_port());
+    let cases = [
+        ("down", down),
+        ("slow", hostile_endpoint(Hostile::Slow).await),
+        ("garbage", hostile_endpoint(Hostile::Garbage).await),
+        ("huge", hostile_endpoint(Hostile::Huge).await),
+    ];
+    let mut proxies = Vec::new();
+    for _ in &cases {
+        proxies.push(lone_proxy().await);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let baseline = rss_kib(op.pid());
+    let peak = watch_rss(op.pid());
+    for ((name, url), proxy) in cases.iter().zip(&proxies) {
+        api.create(&PostParams::default(), &latency_on(name, proxy, url, ("2s", "4s", "2s"))).await.unwrap();
+    }
+    let huge = wait_for(&api, "huge", Duration::from_secs(20), |s| phase(s) == Some(Phase::Testing)).await;
+    let mid = rss_kib(op.pid());
+    let said = huge.status.unwrap().message.unwrap_or_default();
+    assert!(said.contains("larger than the limit of 16 MiB"), "the status names the limit: {said}");
+    for (name, _) in &cases {
+        let done = wait_for(&api, name, Duration::from_secs(30), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+        let st = done.status.unwrap();
+        assert_eq!(st.phase, Some(Phase::Completed), "{name}: {:?}", st.message);
+        assert_eq!(st.verdict, Some(Verdict::Inconclusive), "{name}: no sample came: {:?}", st.checks);
+        let judged: Vec<_> = st.checks.iter().filter(|c| c.passed.is_some()).collect();
+        assert!(judged.is_empty(), "{name}: checks judged without a sample: {judged:?}");
+    }
+    let (peak, end) = (peak.load(Ordering::Relaxed), rss_kib(op.pid()));
+    println!("operator RSS: {baseline} KiB before, {mid} KiB 2 s in, peak {peak} KiB, {end} KiB at the end");
+    // At most one body of 16 MiB at a time, and given back (reading whole 100 MB bodies, the
+    // operator grew by 240 MiB and kept 145 MiB).
+    assert!(peak < baseline + 40 * 1024, "the operator's memory grew by {} KiB", peak - baseline);
+    assert!(end < baseline + 16 * 1024, "the operator kept {} KiB", end - baseline);
+    assert!(chaoslab_toxics_at(&proxies).await.is_empty(), "faults left behind");
+}
