@@ -160,8 +160,19 @@ async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, interval: Dur
                     s.abort_at.get_or_insert(t);
                 }
             }
-            Err(e) => s.last_error = Some(e),
+            Err(e) => s.last_error = Some(brief(e)),
         }
+    }
+}
+
+/// What of a scrape's error goes into the status message: the parser quotes the offending line,
+/// which a hostile endpoint makes megabytes long (the apiserver then refuses every status write).
+fn brief(error: String) -> String {
+    const MAX: usize = 300;
+    match (0..=MAX).rev().find(|&i| error.is_char_boundary(i)) {
+        // A copy: a truncated String would keep its megabytes of capacity.
+        Some(cut) if error.len() > MAX => format!("{}…", &error[..cut]),
+        _ => error,
     }
 }
 
@@ -199,6 +210,14 @@ mod tests {
             s.recorder.record(at(t), scrape(t as f64));
         }
         s.finished().iter().map(|o| o.phase).collect()
+    }
+
+    #[test]
+    fn an_error_quoting_a_huge_line_is_cut_short() {
+        let error = format!("line 1: not a sample: \"{}\"", "é".repeat(1 << 20));
+        let cut = brief(error);
+        assert!(cut.len() <= 303 && cut.starts_with("line 1: not a sample") && cut.ends_with('…'), "{cut}");
+        assert_eq!(brief("HTTP 503".into()), "HTTP 503");
     }
 
     #[test]
