@@ -15,7 +15,6 @@ use std::{
 
 use chaoslab_core::api::{ChaosScenario, Phase, Verdict};
 use chaoslab_testenv::{ToxiproxyServer, free_port};
-use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use common::*;
 use kube::api::PostParams;
 use serde_json::json;
@@ -23,19 +22,6 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
-
-/// A toxiproxy-server with one proxy, `backend` (its upstream need not answer: no client connects).
-async fn lone_proxy() -> ToxiproxyServer {
-    let server = ToxiproxyServer::start();
-    let new = NewProxy {
-        name: "backend".into(),
-        listen: format!("127.0.0.1:{}", free_port()),
-        upstream: format!("127.0.0.1:{}", free_port()),
-        enabled: None,
-    };
-    Toxiproxy::new(&server.url()).unwrap().create_proxy(&new).await.unwrap();
-    server
-}
 
 /// 100 ms of latency on one explicit endpoint, scraping `metrics`.
 fn latency_on(name: &str, toxiproxy: &ToxiproxyServer, metrics: &str, phases: (&str, &str, &str)) -> ChaosScenario {
