@@ -15,6 +15,7 @@ use std::{
 
 use chaoslab_core::api::{ChaosScenario, Phase, Verdict};
 use chaoslab_testenv::{ToxiproxyServer, free_port};
+use chaoslab_toxiproxy::Client as Toxiproxy;
 use common::*;
 use kube::api::PostParams;
 use serde_json::json;
@@ -156,4 +157,73 @@ async fn a_hostile_metrics_endpoint_costs_bounded_time_and_memory_and_leaves_the
     // +30 to +40 MiB, level over 44 s of scrapes); reading whole 100 MB bodies it grew by 240 MiB.
     assert!(peak < baseline + 64 * 1024, "the operator's memory grew by {} KiB", peak - baseline);
     assert!(chaoslab_toxics_at(&proxies).await.is_empty(), "faults left behind");
+}
+
+/// Edits of a running scenario's status and annotations, as a person or a broken tool may make them.
+fn nonsense() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        ("status", json!({"status": {"phase": "Bogus"}})),
+        ("status", json!({"status": {"phase": "Completed", "verdict": "Passed"}})),
+        (
+            "status",
+            json!({"status": {"targets": [{"name": "x", "endpoint": "not a url", "proxy": "", "enabled": false,
+            "toxics": ["chaoslab-zzzzzzzz-evil"]}]}}),
+        ),
+        (
+            "status",
+            json!({"status": {"verification": [{"phase": "Testing", "target": "nope", "verifiedSeconds": -5.0,
+            "share": 99.0, "reapplied": -1, "failedChecks": -3}]}}),
+        ),
+        (
+            "status",
+            json!({"status": {"timeline": [{"phase": "Recovery", "start": "1970-01-01T00:00:00Z"}],
+            "observations": [], "checks": [{"name": "x", "description": "", "expected": "", "observed": ""}]}}),
+        ),
+        (
+            "metadata",
+            json!({"metadata": {"annotations": {"chaoslab.dev/abandon-faults": "maybe",
+            "chaoslab.dev/stop": "on the scenario, not its namespace", "x": "\u{0}"}}}),
+        ),
+        ("status", json!({"status": {"startedAt": "1970-01-01T00:00:00Z"}})),
+        ("status", json!({"status": {"startedAt": "2999-01-01T00:00:00Z"}})),
+    ]
+}
+
+#[tokio::test]
+async fn status_and_annotations_edited_to_nonsense_neither_crash_nor_wedge_the_operator() {
+    use kube::api::{Patch, PatchParams};
+    let (_client, ns, api) = setup("edits").await;
+    let op = operator(&ns);
+    let edits = nonsense();
+    let mut proxies = Vec::new();
+    for i in 0..edits.len() {
+        let metrics = format!("http://127.0.0.1:{}/metrics", free_port());
+        proxies.push(lone_proxy().await);
+        api.create(&PostParams::default(), &latency_on(&format!("e{i}"), &proxies[i], &metrics, ("1s", "6s", "1s")))
+            .await
+            .unwrap();
+    }
+    for (i, (part, body)) in edits.iter().enumerate() {
+        let name = format!("e{i}");
+        wait_for(&api, &name, Duration::from_secs(20), |s| phase(s) == Some(Phase::Testing)).await;
+        let pp = PatchParams::default();
+        let done = match *part {
+            "status" => api.patch_status(&name, &pp, &Patch::Merge(body)).await,
+            _ => api.patch(&name, &pp, &Patch::Merge(body)).await,
+        };
+        println!(
+            "{name}: {body} -> {}",
+            done.as_ref().map_or_else(|e| format!("refused: {e:.90}"), |_| "accepted".into())
+        );
+    }
+    for (i, proxy) in proxies.iter().enumerate() {
+        let name = format!("e{i}");
+        let ended = wait_for(&api, &name, Duration::from_secs(20), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+        let st = ended.status.unwrap();
+        println!("{name}: ends {:?}: {:.150}", st.phase.unwrap(), st.message.unwrap_or_default());
+        assert!(chaoslab_toxics_at(std::slice::from_ref(proxy)).await.is_empty(), "{name}: faults left behind");
+        let enabled = Toxiproxy::new(&proxy.url()).unwrap().proxy("backend").await.unwrap().enabled;
+        assert!(enabled, "{name}: proxy left disabled");
+    }
+    assert!(std::fs::read_to_string(format!("/proc/{}/stat", op.pid())).is_ok_and(|s| !s.contains(") Z ")));
 }
