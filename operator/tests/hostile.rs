@@ -138,7 +138,9 @@ async fn a_hostile_metrics_endpoint_costs_bounded_time_and_memory_and_leaves_the
     let huge = wait_for(&api, "huge", Duration::from_secs(20), |s| phase(s) == Some(Phase::Testing)).await;
     let mid = rss_kib(op.pid());
     let said = huge.status.unwrap().message.unwrap_or_default();
-    assert!(said.contains("larger than the limit of 16 MiB"), "the status names the limit: {said}");
+    // The size limit, or under load the time limit (1 s) first.
+    let bounded = said.contains("larger than the limit of 16 MiB") || said.contains("timed out");
+    assert!(bounded, "the status names the bound: {said}");
     // A status message holds at most a line of the error: a 4 MiB one was refused by the apiserver.
     let long = wait_for(&api, "long-line", Duration::from_secs(20), |s| phase(s) == Some(Phase::Testing)).await;
     let said = long.status.unwrap().message.unwrap_or_default();

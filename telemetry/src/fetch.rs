@@ -21,7 +21,16 @@ pub enum FetchError {
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchError::Request(e) => write!(f, "{e}"),
+            // With its causes: reqwest's own words ("error sending request") do not say "timed out".
+            FetchError::Request(e) => {
+                write!(f, "{e}")?;
+                let mut cause = std::error::Error::source(e);
+                while let Some(c) = cause {
+                    write!(f, ": {c}")?;
+                    cause = c.source();
+                }
+                Ok(())
+            }
             FetchError::Status(s) => write!(f, "HTTP {s}"),
             FetchError::TooLarge { limit } => write!(f, "the body is larger than the limit of {}", size(*limit)),
             FetchError::NotText => f.write_str("the body is not UTF-8 text"),
