@@ -123,11 +123,10 @@ fn split_sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
         loop {
             match bytes.get(j)? {
                 b'\\' => {
-                    match bytes.get(j + 1)? {
-                        b'n' => value.push('\n'),
-                        c => value.push(*c as char),
-                    }
-                    j += 2;
+                    // The escaped character may be wider than one byte: step over it whole.
+                    let escaped = rest.get(j + 1..)?.chars().next()?;
+                    value.push(if escaped == 'n' { '\n' } else { escaped });
+                    j += 1 + escaped.len_utf8();
                 }
                 b'"' => break,
                 _ => {

@@ -363,6 +363,11 @@ fn next_look(ctx: &Context, phase: Phase, deadline: Option<Timestamp>, now: Time
     }
 }
 
+/// How far ahead of this replica's clock a run's start may be (the replica that admitted it may
+/// run ahead): later, `status.startedAt` was not written by an operator, and the run would wait
+/// for it in Pending.
+const FUTURE_START: Duration = Duration::from_secs(300);
+
 /// How long target pods may be missing before the run gives up: before admission from the
 /// scenario's creation, after it from the run's planned end (a run never waits forever).
 pub const TARGETS_GRACE: Duration = Duration::from_secs(60);
@@ -478,6 +483,10 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
             None => return Ok(Action::requeue(ctx.config.queue_poll)),
         },
     };
+    if start > now + SignedDuration::try_from(FUTURE_START).unwrap_or(SignedDuration::MAX) {
+        let p = format!("status.startedAt {start} is in the future: a run starts at its admission (edited by hand?)");
+        return fail(&ctx, &obj, &old, &record, targets.len(), Problem::new(Kind::SpecInvalid, p)).await;
+    }
     let (plan, aborted_at) = plan_of(&ctx, &obj, &old, start);
     let sampler = sampler_of(&ctx, &obj, plan, now);
     let owner = owner_tag(&obj.uid().unwrap_or_default());

@@ -13,6 +13,7 @@ use chaoslab_core::{
     engine::Plan,
     observation::{AbortRule, RunRecorder},
 };
+use chaoslab_telemetry::{METRICS_LIMIT, fetch_metrics};
 use jiff::{SignedDuration, Timestamp};
 use tokio::task::JoinHandle;
 
@@ -159,17 +160,26 @@ async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, interval: Dur
                     s.abort_at.get_or_insert(t);
                 }
             }
-            Err(e) => s.last_error = Some(e),
+            Err(e) => s.last_error = Some(brief(e)),
         }
     }
 }
 
-async fn scrape(http: &reqwest::Client, url: &str) -> Result<client_metrics::Scrape, String> {
-    let resp = http.get(url).send().await.map_err(|e| format!("scraping {url}: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("scraping {url}: HTTP {}", resp.status()));
+/// What of a scrape's error goes into the status message: the parser quotes the offending line,
+/// which a hostile endpoint makes megabytes long (the apiserver then refuses every status write).
+fn brief(error: String) -> String {
+    const MAX: usize = 300;
+    match (0..=MAX).rev().find(|&i| error.is_char_boundary(i)) {
+        // A copy: a truncated String would keep its megabytes of capacity.
+        Some(cut) if error.len() > MAX => format!("{}…", &error[..cut]),
+        _ => error,
     }
-    let text = resp.text().await.map_err(|e| format!("scraping {url}: {e}"))?;
+}
+
+/// One scrape, bounded: by the client's timeout (the sample interval, at least 1 s) and by
+/// [`METRICS_LIMIT`] bytes of body.
+async fn scrape(http: &reqwest::Client, url: &str) -> Result<client_metrics::Scrape, String> {
+    let text = fetch_metrics(http, url, METRICS_LIMIT).await.map_err(|e| format!("scraping {url}: {e}"))?;
     client_metrics::parse(&text).map_err(|e| format!("scraping {url}: {e}"))
 }
 
@@ -200,6 +210,14 @@ mod tests {
             s.recorder.record(at(t), scrape(t as f64));
         }
         s.finished().iter().map(|o| o.phase).collect()
+    }
+
+    #[test]
+    fn an_error_quoting_a_huge_line_is_cut_short() {
+        let error = format!("line 1: not a sample: \"{}\"", "é".repeat(1 << 20));
+        let cut = brief(error);
+        assert!(cut.len() <= 303 && cut.starts_with("line 1: not a sample") && cut.ends_with('…'), "{cut}");
+        assert_eq!(brief("HTTP 503".into()), "HTTP 503");
     }
 
     #[test]
