@@ -29,11 +29,18 @@ pub struct PhaseAccumulator {
 
 impl PhaseAccumulator {
     /// `previous` is the last scrape before the phase started, if any, so that the phase's first
-    /// seconds count too.
+    /// seconds count too, and the breaker states the phase starts in are seen in it (a half-open
+    /// trial begun just before Recovery closes its breaker in Recovery).
     pub fn new(phase: Phase, start: Timestamp, end: Timestamp, previous: Option<Scrape>) -> Self {
         let span = end.duration_since(start);
         let late_start = start + span.mul_f64(LATE_FROM);
-        Self { phase, late_start, base: previous, late_base: None, last: None, samples: 0, seen: BTreeMap::new() }
+        let mut acc =
+            Self { phase, late_start, base: None, late_base: None, last: None, samples: 0, seen: BTreeMap::new() };
+        if let Some(p) = &previous {
+            acc.see(p);
+        }
+        acc.base = previous;
+        acc
     }
 
     pub fn phase(&self) -> Phase {
@@ -47,13 +54,17 @@ impl PhaseAccumulator {
         if self.base.is_none() {
             self.base = Some(scrape.clone());
         }
-        for (name, m) in &scrape {
+        self.see(&scrape);
+        self.samples += 1;
+        self.last = Some(scrape);
+    }
+
+    fn see(&mut self, scrape: &Scrape) {
+        for (name, m) in scrape {
             if let Some(s) = m.breaker {
                 self.seen.entry(name.clone()).or_default().insert(s);
             }
         }
-        self.samples += 1;
-        self.last = Some(scrape);
     }
 
     pub fn finish(&self) -> PhaseObservation {
@@ -326,6 +337,16 @@ mod tests {
         assert_eq!((s.late_successes, s.late_failures), (80, 1));
         assert_eq!(s.breaker_states, vec!["closed", "open"]);
         assert_eq!(s.final_breaker_state.as_deref(), Some("closed"));
+    }
+
+    #[test]
+    fn the_states_a_phase_starts_in_are_seen_in_it() {
+        use BreakerState::*;
+        // Half-open at the last Testing scrape, closed by the first Recovery one.
+        let before = scrape(&[("a", 10.0, 0.0, HalfOpen, 1.0)]);
+        let mut acc = PhaseAccumulator::new(Phase::Recovery, at(0), at(10), Some(before));
+        acc.record(at(1), scrape(&[("a", 20.0, 0.0, Closed, 1.0)]));
+        assert_eq!(acc.finish().servers[0].breaker_states, ["closed", "half_open"]);
     }
 
     #[test]
