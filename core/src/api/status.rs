@@ -139,6 +139,18 @@ pub struct ServerObservation {
     pub opened: i64,
     pub half_opened: i64,
     pub closed: i64,
+    /// Requests the duration histogram timed (its `_count`; every sent request for chaoslab-loadgen).
+    #[serde(default)]
+    pub timed: i64,
+    /// The mean duration of those requests in milliseconds (absent when none was timed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_latency_ms: Option<f64>,
+    /// Requests timed in the last 40 % of the phase.
+    #[serde(default)]
+    pub late_timed: i64,
+    /// The mean duration of those requests in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_mean_latency_ms: Option<f64>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
