@@ -106,6 +106,10 @@ struct Outcome {
     verdict: String,
     /// Failed checks, with what they observed.
     failed: Vec<(String, String)>,
+    /// What the shift and felt checks observed, passed or not (the README's figures).
+    shares: Vec<String>,
+    /// The measured times (status.timings), as the report prints them.
+    times: String,
 }
 
 impl Outcome {
@@ -165,14 +169,18 @@ fn run_pair(scenario: &'static str, client: Option<&'static str>, expect: Expect
     let exit = lab.wait_for_exit(Duration::from_secs(180));
     assert!(exit.is_some(), "{name}: chaoslab run still running after 3 min:\n{}", lab.log_tail());
     let status = &report(dir.path(), scenario)["status"];
-    let failed = status["checks"]
-        .as_array()
-        .unwrap()
+    let checks = status["checks"].as_array().unwrap();
+    let observed = |c: &Value| (c["name"].as_str().unwrap().to_string(), c["observed"].as_str().unwrap().to_string());
+    let failed = checks.iter().filter(|c| c["passed"] == Value::Bool(false)).map(observed).collect();
+    let shares = checks
         .iter()
-        .filter(|c| c["passed"] == Value::Bool(false))
-        .map(|c| (c["name"].as_str().unwrap().to_string(), c["observed"].as_str().unwrap().to_string()))
+        .map(observed)
+        .filter(|(n, _)| n == "traffic-shifts-away" || n == "faults-felt")
+        .map(|(n, o)| format!("{n}: {o}"))
         .collect();
-    Outcome { scenario, client, expect, verdict: status["verdict"].as_str().unwrap_or("none").to_string(), failed }
+    let times = status["timings"].to_string();
+    let verdict = status["verdict"].as_str().unwrap_or("none").to_string();
+    Outcome { scenario, client, expect, verdict, failed, shares, times }
 }
 
 fn report(dir: &Path, scenario: &str) -> Value {
@@ -219,6 +227,10 @@ fn every_scenario_passes_the_resilient_client_and_fails_the_flawed_ones() {
         for (name, observed) in &o.failed {
             println!("      {name}: {observed}");
         }
+        for line in &o.shares {
+            println!("      ({line})");
+        }
+        println!("      times: {}", o.times);
     }
     let bad: Vec<String> = outcomes.iter().filter(|o| !o.as_expected()).map(Outcome::line).collect();
     assert!(bad.is_empty(), "{} pairs not as expected:\n{}", bad.len(), bad.join("\n"));

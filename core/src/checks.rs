@@ -12,12 +12,15 @@
 
 mod breakers;
 mod errors;
+mod expected;
 mod felt;
 #[cfg(test)]
 mod fixtures;
 mod traffic;
 
 use std::collections::BTreeSet;
+
+pub use expected::expected;
 
 use crate::api::{Check, Fault, Phase, PhaseObservation, ServerObservation, Verdict};
 

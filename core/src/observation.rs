@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::{
-    api::{AbortSpec, Phase, PhaseObservation, ServerObservation},
+    api::{AbortSpec, Fault, Phase, PhaseObservation, ServerObservation, Timings},
     client_metrics::{BreakerState, Scrape, ServerMetrics},
     engine::Plan,
+    timing::Stopwatch,
 };
 
 /// The late part of a phase starts after this share of it.
@@ -199,6 +200,9 @@ pub struct RunRecorder {
     abort: Option<AbortRule>,
     /// (time, successes, failures) totals during Testing, for the abort rule.
     window: VecDeque<(Timestamp, f64, f64)>,
+    stopwatch: Stopwatch,
+    /// The first sample's time: phases that started before it were not watched from their start.
+    first: Option<Timestamp>,
 }
 
 impl From<&AbortSpec> for AbortRule {
@@ -217,7 +221,19 @@ pub struct AbortRule {
 impl RunRecorder {
     pub fn new(plan: Plan, abort: Option<AbortRule>) -> Self {
         let counters = Monotonic::default();
-        Self { plan, current: None, finished: Vec::new(), last: None, counters, abort, window: VecDeque::new() }
+        let (stopwatch, window, first) = (Stopwatch::new(&[], &[]), VecDeque::new(), None);
+        Self { plan, current: None, finished: Vec::new(), last: None, counters, abort, window, stopwatch, first }
+    }
+
+    /// The faults and target names the times are measured for (none: no time measured).
+    pub fn set_targets(&mut self, faults: &[Fault], target_names: &[String]) {
+        self.stopwatch.set_targets(faults, target_names);
+    }
+
+    /// Time to detect, route around and recover so far, and the errors of the finished Testing.
+    pub fn timings(&self) -> Timings {
+        let testing = self.finished.iter().find(|o| o.phase == Phase::Testing);
+        self.stopwatch.timings(&self.plan, self.first.unwrap_or(Timestamp::MAX), testing)
     }
 
     pub fn plan(&self) -> &Plan {
@@ -247,7 +263,10 @@ impl RunRecorder {
     pub fn record(&mut self, at: Timestamp, scrape: Scrape) -> Option<Timestamp> {
         let scrape = self.counters.adjust(&scrape);
         self.close_until(at);
+        self.first.get_or_insert(at);
         let phase = self.plan.phase_at(at);
+        let baseline = self.finished.iter().find(|o| o.phase == Phase::Stabilization);
+        self.stopwatch.record(at, phase, &scrape, baseline);
         if !Phase::TIMED.contains(&phase) {
             self.last = Some(scrape);
             return None;

@@ -8,7 +8,7 @@ use std::{
 };
 
 use chaoslab_core::{
-    api::PhaseObservation,
+    api::{Fault, PhaseObservation, Timings},
     client_metrics,
     engine::Plan,
     observation::{AbortRule, RunRecorder},
@@ -16,6 +16,13 @@ use chaoslab_core::{
 use chaoslab_telemetry::{METRICS_LIMIT, fetch_metrics};
 use jiff::{SignedDuration, Timestamp};
 use tokio::task::JoinHandle;
+
+/// What the times are measured for: the run's faults and its targets' names.
+#[derive(Clone, Copy)]
+pub struct Judging<'a> {
+    pub faults: &'a [Fault],
+    pub target_names: &'a [String],
+}
 
 pub struct Sampler {
     state: Mutex<State>,
@@ -58,9 +65,10 @@ impl State {
 
     /// A running scenario's spec may be edited: the new URL, abort rule and phase lengths apply
     /// from the next sample on (finished phases stay as they were observed).
-    fn adopt(&mut self, url: &str, plan: Plan, abort: Option<AbortRule>) {
+    fn adopt(&mut self, url: &str, plan: Plan, abort: Option<AbortRule>, judging: Judging) {
         self.recorder.set_plan(plan);
         self.recorder.set_abort(abort);
+        self.recorder.set_targets(judging.faults, judging.target_names);
         if self.url != url {
             self.url = url.into();
             self.last_error = None;
@@ -72,6 +80,11 @@ impl Sampler {
     /// Observations of the phases that ended and were watched from their start.
     pub fn finished(&self) -> Vec<PhaseObservation> {
         self.state.lock().expect("sampler state").finished()
+    }
+
+    /// The times measured so far (status.timings).
+    pub fn timings(&self) -> Timings {
+        self.state.lock().expect("sampler state").recorder.timings()
     }
 
     pub fn abort_at(&self) -> Option<Timestamp> {
@@ -107,16 +120,25 @@ impl Samplers {
     }
 
     /// The sampler of `uid`, started if needed with `since` as the moment from which it watches (the
-    /// reconcile's start); an existing one adopts `url`, `plan` and `abort` (aborts, edits).
-    pub fn ensure(&self, uid: &str, url: &str, plan: Plan, abort: Option<AbortRule>, since: Timestamp) -> Arc<Sampler> {
+    /// reconcile's start); an existing one adopts `url`, `plan`, `abort` and `judging` (aborts, edits).
+    pub fn ensure(
+        &self,
+        uid: &str,
+        url: &str,
+        plan: Plan,
+        abort: Option<AbortRule>,
+        judging: Judging,
+        since: Timestamp,
+    ) -> Arc<Sampler> {
         let mut running = self.running.lock().expect("samplers");
         if let Some(s) = running.get(uid) {
-            s.state.lock().expect("sampler state").adopt(url, plan, abort);
+            s.state.lock().expect("sampler state").adopt(url, plan, abort, judging);
             return s.clone();
         }
         let grace = SignedDuration::try_from(self.interval).unwrap_or(SignedDuration::ZERO) * 2;
-        let sampler =
-            Arc::new(Sampler { state: Mutex::new(State::new(url, plan, abort, since, grace)), task: Mutex::new(None) });
+        let mut state = State::new(url, plan, abort, since, grace);
+        state.recorder.set_targets(judging.faults, judging.target_names);
+        let sampler = Arc::new(Sampler { state: Mutex::new(state), task: Mutex::new(None) });
         let task = tokio::spawn(scrape_loop(sampler.clone(), self.http.clone(), self.interval));
         *sampler.task.lock().expect("task") = Some(task);
         running.insert(uid.to_string(), sampler.clone());
@@ -262,12 +284,13 @@ mod tests {
         let samplers = Samplers::new(Duration::from_millis(50)).unwrap();
         let ((url_a, hits_a), (url_b, hits_b)) = (endpoint().await, endpoint().await);
         let plan = Plan::new(Timestamp::now(), &phases(60));
-        samplers.ensure("u", &url_a, plan, None, Timestamp::now());
+        let none = Judging { faults: &[], target_names: &[] };
+        samplers.ensure("u", &url_a, plan, None, none, Timestamp::now());
         wait_for_hit(&hits_a).await;
         // spec.client.metricsUrl, spec.abort and the phase lengths edited mid-run.
         let rule = AbortRule { error_rate: 0.5, window: Duration::from_secs(3) };
         let longer = Plan::new(plan.start, &phases(90));
-        let s = samplers.ensure("u", &url_b, longer, Some(rule), Timestamp::now());
+        let s = samplers.ensure("u", &url_b, longer, Some(rule), none, Timestamp::now());
         wait_for_hit(&hits_b).await;
         let scraped_a = hits_a.load(Ordering::SeqCst);
         wait_for_hit(&hits_b).await;
