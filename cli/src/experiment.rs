@@ -83,13 +83,17 @@ impl<'a> Experiment<'a> {
             phases,
             client: None,
             abort: None,
+            expect: None,
         };
         let plan = Plan::new(now, &spec.phases);
+        let mut recorder = RunRecorder::new(plan, None);
+        let names: Vec<String> = lab.servers.iter().map(|s| s.name.clone()).collect();
+        recorder.set_targets(&scenario.faults, &names);
         Self {
             lab,
             scenario,
             owner: owner_tag(&format!("{:x}{:x}", now.as_nanosecond(), std::process::id())),
-            recorder: RunRecorder::new(plan, None),
+            recorder,
             plan,
             spec,
             series: Vec::new(),
@@ -203,8 +207,11 @@ impl<'a> Experiment<'a> {
         let names: Vec<String> = self.lab.servers.iter().map(|s| s.name.clone()).collect();
         let stop = if interrupted { Stop::Interrupted { during: self.phase } } else { Stop::Completed };
         let verification = self.verifier.report(now);
-        let seen = Seen { observations: &observations, verification: &verification };
-        let end = ending::end(&self.scenario.faults, &names, seen, true, stop);
+        let timings = self.recorder.timings();
+        let seen = Seen { observations: &observations, verification: &verification, timings: Some(&timings) };
+        let end = ending::end(&self.scenario.faults, &names, None, seen, true, stop);
+        let times = [timings.detect_seconds, timings.route_around_seconds, timings.recover_seconds];
+        self.lab.scenario_metrics.set_times(self.scenario.name, times, timings.testing_error_rate);
         ChaosScenarioStatus {
             phase: Some(end.phase),
             observed_generation: None,
@@ -219,6 +226,7 @@ impl<'a> Experiment<'a> {
             message: Some(end.message),
             observations,
             verification,
+            timings: Some(timings),
         }
     }
 }

@@ -199,9 +199,11 @@ impl Lab {
                 TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
                 String::from_utf8_lossy(&buf).into_owned()
             }
+            // Bounded by the client's 2 s timeout and METRICS_LIMIT bytes.
             Client::External { metrics_url, http } => {
-                let r = http.get(metrics_url).send().await.and_then(|r| r.error_for_status());
-                r.with_context(|| format!("scraping {metrics_url}"))?.text().await?
+                chaoslab_telemetry::fetch_metrics(http, metrics_url, chaoslab_telemetry::METRICS_LIMIT)
+                    .await
+                    .with_context(|| format!("scraping {metrics_url}"))?
             }
         };
         Ok(client_metrics::parse(&text)?)

@@ -4,7 +4,7 @@ use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, tim
 
 use anyhow::Context as _;
 use chaoslab_core::{
-    api::{Phase, Phases, Verdict},
+    api::{ChaosScenarioStatus, Phase, Phases, Timings, Verdict},
     catalog::{self, Scenario},
     duration::PhaseDuration,
     verification::next_check,
@@ -78,10 +78,11 @@ fn scenarios(name: &str) -> Result<Vec<&'static Scenario>, String> {
     })
 }
 
-/// Sampling interval: a fifth of the shortest phase, between 100 ms and 1 s.
+/// Sampling interval: a fifth of the shortest phase, between 100 ms and 500 ms (the times to
+/// detect, route around and recover are measured to within it).
 fn interval(p: &Phases) -> Duration {
     let shortest = p.stabilization.0.min(p.testing.0).min(p.recovery.0);
-    (shortest / 5).clamp(Duration::from_millis(100), Duration::from_secs(1))
+    (shortest / 5).clamp(Duration::from_millis(100), Duration::from_millis(500))
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
@@ -149,27 +150,27 @@ async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result
     stopped?;
     if chosen.len() > 1 {
         eprintln!("\nsummary:");
-        for (name, v) in &verdicts {
-            eprintln!("  {v:<12?} {name}");
+        for (name, v, times) in &verdicts {
+            let times = times.as_ref().map(report::times).unwrap_or_default();
+            eprintln!("  {v:<12?} {name:<36} {times}");
         }
     }
     Ok(if interrupted {
         eprintln!("chaoslab: interrupted; toxics removed and the lab stopped");
         ExitCode::from(INTERRUPTED)
-    } else if verdicts.len() == chosen.len() && verdicts.iter().all(|(_, v)| *v == Verdict::Passed) {
+    } else if verdicts.len() == chosen.len() && verdicts.iter().all(|(_, v, _)| *v == Verdict::Passed) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-/// Runs the chosen scenarios one after another on a started lab: the verdicts, and whether the user
+/// Each scenario run: its name, verdict and measured times.
+type Outcome = (&'static str, Verdict, Option<Timings>);
+
+/// Runs the chosen scenarios one after another on a started lab: the outcomes, and whether the user
 /// interrupted. The lab's metrics endpoint (if asked for) serves until this returns.
-async fn run_on(
-    lab: &Lab,
-    args: &RunArgs,
-    chosen: &[&'static Scenario],
-) -> anyhow::Result<(Vec<(&'static str, Verdict)>, bool)> {
+async fn run_on(lab: &Lab, args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result<(Vec<Outcome>, bool)> {
     if args.client_metrics.is_some() || args.listen.is_some() {
         eprintln!("chaoslab: the servers, through their fault proxies:");
         for s in &lab.servers {
@@ -195,10 +196,10 @@ async fn run_on(
         } else {
             eprintln!("{} — {}", scenario.name, scenario.description);
         }
-        let (verdict, stopped) = run_one(lab, scenario, phases.clone(), args.report.as_deref())
+        let (status, stopped) = run_one(lab, scenario, phases.clone(), args.report.as_deref())
             .await
             .with_context(|| format!("running {}", scenario.name))?;
-        verdicts.push((scenario.name, verdict));
+        verdicts.push((scenario.name, status.verdict.unwrap_or(Verdict::Inconclusive), status.timings));
         if stopped {
             return Ok((verdicts, true));
         }
@@ -232,7 +233,7 @@ async fn run_one(
     scenario: &'static Scenario,
     phases: Phases,
     report_dir: Option<&std::path::Path>,
-) -> anyhow::Result<(Verdict, bool)> {
+) -> anyhow::Result<(ChaosScenarioStatus, bool)> {
     let lengths = PhaseLengths {
         stabilization: phases.stabilization.0.as_secs_f64(),
         testing: phases.testing.0.as_secs_f64(),
@@ -283,7 +284,7 @@ async fn run_one(
         report::write(dir, &r).with_context(|| format!("writing the report to {}", dir.display()))?;
         eprintln!("report: {}", dir.join(format!("{}.html", scenario.name)).display());
     }
-    Ok((status.verdict.unwrap_or(Verdict::Inconclusive), interrupted))
+    Ok((status, interrupted))
 }
 
 #[cfg(test)]
@@ -304,6 +305,6 @@ mod tests {
             interval(&Phases { stabilization: p("2s"), testing: p("3s"), recovery: p("2s") }),
             Duration::from_millis(400)
         );
-        assert_eq!(interval(&Phases::default()), Duration::from_secs(1));
+        assert_eq!(interval(&Phases::default()), Duration::from_millis(500));
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 pub use chaoslab_contract::BreakerState;
-use chaoslab_contract::{BREAKER_STATE, BREAKER_TRANSITIONS, Outcome, POOL_CONNECTIONS, PoolState, REQUESTS};
+use chaoslab_contract::{
+    BREAKER_STATE, BREAKER_TRANSITIONS, Outcome, POOL_CONNECTIONS, PoolState, REQUEST_DURATION, REQUESTS,
+};
 
 /// One server's counters and gauges in one scrape.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -18,6 +20,9 @@ pub struct ServerMetrics {
     pub transitions: BTreeMap<(BreakerState, BreakerState), f64>,
     pub pool_active: f64,
     pub pool_idle: f64,
+    /// The duration histogram's `_sum` (seconds) and `_count`: counters, like the requests.
+    pub duration_sum: f64,
+    pub duration_count: f64,
 }
 
 impl ServerMetrics {
@@ -75,6 +80,12 @@ pub fn parse(text: &str) -> Result<Scrape, ParseError> {
                 let (Some(from), Some(to)) = (from, to) else { return Err(bad("unknown breaker state label")) };
                 out.entry(server).or_insert_with(m).transitions.insert((from, to), value);
             }
+            _ if name.strip_prefix(REQUEST_DURATION) == Some("_sum") => {
+                out.entry(server).or_insert_with(m).duration_sum = value;
+            }
+            _ if name.strip_prefix(REQUEST_DURATION) == Some("_count") => {
+                out.entry(server).or_insert_with(m).duration_count = value;
+            }
             POOL_CONNECTIONS => {
                 let e = out.entry(server).or_insert_with(m);
                 match labels.get("state").and_then(|s| PoolState::from_label(s)) {
@@ -123,11 +134,10 @@ fn split_sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
         loop {
             match bytes.get(j)? {
                 b'\\' => {
-                    match bytes.get(j + 1)? {
-                        b'n' => value.push('\n'),
-                        c => value.push(*c as char),
-                    }
-                    j += 2;
+                    // The escaped character may be wider than one byte: step over it whole.
+                    let escaped = rest.get(j + 1..)?.chars().next()?;
+                    value.push(if escaped == 'n' { '\n' } else { escaped });
+                    j += 1 + escaped.len_utf8();
                 }
                 b'"' => break,
                 _ => {
@@ -171,6 +181,8 @@ chaoslab_client_circuit_breaker_transitions_total{from="half_open",server="serve
 chaoslab_client_pool_connections{server="server-1",state="active"} 12
 chaoslab_client_pool_connections{server="server-1",state="idle"} 4
 chaoslab_client_request_duration_seconds_bucket{server="server-0",le="0.001"} 5
+chaoslab_client_request_duration_seconds_sum{server="server-0"} 2.5
+chaoslab_client_request_duration_seconds_count{server="server-0"} 1250
 process_cpu_seconds_total 12.5
 "#;
 
@@ -185,6 +197,8 @@ process_cpu_seconds_total 12.5
         assert_eq!(s1.success, 1500.0);
         assert_eq!((s1.pool_active, s1.pool_idle), (12.0, 4.0));
         assert_eq!(s1.breaker, Some(BreakerState::Closed));
+        assert_eq!((s0.duration_sum, s0.duration_count), (2.5, 1250.0));
+        assert_eq!((s1.duration_sum, s1.duration_count), (0.0, 0.0), "no histogram: nothing to average");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 
 use crate::{
-    api::{AbortSpec, Check, Fault, Phase, PhaseObservation, TargetVerification, Verdict},
+    api::{AbortSpec, Check, Expectations, Fault, Phase, PhaseObservation, TargetVerification, Timings, Verdict},
     checks,
     verification::unverified,
 };
@@ -36,17 +36,31 @@ pub struct Ending {
 pub struct Seen<'a> {
     pub observations: &'a [PhaseObservation],
     pub verification: &'a [TargetVerification],
+    /// The times measured, where the caller measured them.
+    pub timings: Option<&'a Timings>,
 }
 
 /// The end of a run with these faults and target names, from what it saw. `judged`: whether the
 /// client's metrics were read at all (a scenario without `spec.client` ends Inconclusive with no
-/// checks). A check whose phases the targets did not hold (see `verification`) is not judged.
-pub fn end(faults: &[Fault], target_names: &[String], seen: Seen, judged: bool, stop: Stop) -> Ending {
+/// checks); `expect` adds a check per bound it sets. A check whose phases the targets did not hold
+/// (see `verification`) is not judged.
+pub fn end(
+    faults: &[Fault],
+    target_names: &[String],
+    expect: Option<&Expectations>,
+    seen: Seen,
+    judged: bool,
+    stop: Stop,
+) -> Ending {
     let (mut checks, mut verdict) = if judged {
         checks::evaluate(faults, target_names, seen.observations)
     } else {
         (vec![], Verdict::Inconclusive)
     };
+    if let Some(expect) = expect.filter(|_| judged) {
+        checks.extend(checks::expected(expect, seen.timings, seen.observations));
+        verdict = verdict_of(&checks);
+    }
     if !seen.verification.is_empty() && withhold_unverified(&mut checks, seen.verification, target_names) {
         verdict = verdict_of(&checks);
     }
@@ -99,8 +113,10 @@ pub fn end(faults: &[Fault], target_names: &[String], seen: Seen, judged: bool, 
 /// The phases whose state a check relies on: its own, and the baseline it compares with.
 fn judged_phases(check: &str) -> &'static [Phase] {
     match check {
-        "traffic-shifts-away" | "error-rate-recovers" => &[Phase::Stabilization, Phase::Testing],
-        "error-rate-baseline" => &[Phase::Stabilization, Phase::Recovery],
+        "traffic-shifts-away" | "error-rate-recovers" | "detected-within" | "routed-around-within" => {
+            &[Phase::Stabilization, Phase::Testing]
+        }
+        "error-rate-baseline" | "recovered-within" => &[Phase::Stabilization, Phase::Recovery],
         "faulted-breakers-heal" | "breakers-closed-at-end" | "traffic-spreads-back" => &[Phase::Recovery],
         _ => &[Phase::Testing],
     }
@@ -151,7 +167,7 @@ mod tests {
     use super::*;
     use crate::catalog::loss;
 
-    const NOTHING: Seen = Seen { observations: &[], verification: &[] };
+    const NOTHING: Seen = Seen { observations: &[], verification: &[], timings: None };
 
     fn names() -> Vec<String> {
         (0..3).map(|i| format!("server-{i}")).collect()
@@ -159,7 +175,7 @@ mod tests {
 
     #[test]
     fn without_observations_a_completed_run_is_inconclusive() {
-        let e = end(&[loss(0, 100.0)], &names(), NOTHING, true, Stop::Completed);
+        let e = end(&[loss(0, 100.0)], &names(), None, NOTHING, true, Stop::Completed);
         assert_eq!((e.phase, e.verdict), (Phase::Completed, Verdict::Inconclusive));
         assert!(e.message.starts_with("verdict Inconclusive: 0 of") && e.message.contains("could not be judged"));
     }
@@ -168,7 +184,7 @@ mod tests {
     fn an_abort_fails_the_run_with_a_check_that_says_why() {
         let rule = AbortSpec { error_rate: 0.5, duration: "10s".parse().unwrap() };
         let at: Timestamp = "2026-12-01T00:00:40Z".parse().unwrap();
-        let e = end(&[loss(0, 100.0)], &names(), NOTHING, true, Stop::Aborted { at, rule: &rule });
+        let e = end(&[loss(0, 100.0)], &names(), None, NOTHING, true, Stop::Aborted { at, rule: &rule });
         assert_eq!((e.phase, e.verdict), (Phase::Aborted, Verdict::Failed));
         let c = e.checks.iter().find(|c| c.name == "not-aborted").unwrap();
         assert_eq!(c.passed, Some(false));
@@ -178,7 +194,7 @@ mod tests {
 
     #[test]
     fn an_interrupted_run_is_aborted_and_inconclusive() {
-        let e = end(&[loss(0, 100.0)], &names(), NOTHING, true, Stop::Interrupted { during: Phase::Testing });
+        let e = end(&[loss(0, 100.0)], &names(), None, NOTHING, true, Stop::Interrupted { during: Phase::Testing });
         assert_eq!((e.phase, e.verdict), (Phase::Aborted, Verdict::Inconclusive));
         assert!(e.message.starts_with("interrupted by the user during Testing"), "{}", e.message);
     }
@@ -219,14 +235,31 @@ mod tests {
 
     #[test]
     fn an_emergency_stop_aborts_the_run_and_says_why() {
-        let e = end(&[loss(0, 100.0)], &names(), NOTHING, true, Stop::Halted { reason: "pager went off" });
+        let e = end(&[loss(0, 100.0)], &names(), None, NOTHING, true, Stop::Halted { reason: "pager went off" });
         assert_eq!((e.phase, e.verdict), (Phase::Aborted, Verdict::Inconclusive));
         assert!(e.message.starts_with("emergency stop (pager went off)"), "{}", e.message);
     }
 
     #[test]
+    fn an_expectation_missed_fails_the_run_and_one_of_an_unverified_phase_is_not_judged() {
+        let observations: Vec<PhaseObservation> = [Phase::Stabilization, Phase::Testing, Phase::Recovery]
+            .map(|phase| PhaseObservation { phase, samples: 5, servers: vec![] })
+            .into();
+        let timings = Timings { detect_seconds: None, resolution_seconds: 0.5, ..Default::default() };
+        let expect = Expectations { detect_within: Some("5s".parse().unwrap()), ..Default::default() };
+        let seen = Seen { observations: &observations, verification: &[], timings: Some(&timings) };
+        let e = end(&[loss(0, 100.0)], &names(), Some(&expect), seen, true, Stop::Completed);
+        let c = e.checks.iter().find(|c| c.name == "detected-within").unwrap();
+        assert_eq!((c.passed, e.verdict), (Some(false), Verdict::Failed));
+        let shaky = [held(Phase::Stabilization, 1.0), held(Phase::Testing, 0.5), held(Phase::Recovery, 1.0)];
+        let seen = Seen { verification: &shaky, ..seen };
+        let e = end(&[loss(0, 100.0)], &names(), Some(&expect), seen, true, Stop::Completed);
+        assert_eq!(e.checks.iter().find(|c| c.name == "detected-within").unwrap().passed, None);
+    }
+
+    #[test]
     fn a_run_without_a_client_judges_nothing() {
-        let e = end(&[loss(0, 100.0)], &names(), NOTHING, false, Stop::Completed);
+        let e = end(&[loss(0, 100.0)], &names(), None, NOTHING, false, Stop::Completed);
         assert_eq!((e.verdict, e.checks.len()), (Verdict::Inconclusive, 0));
         assert!(e.message.contains("nothing to judge"));
     }

@@ -198,6 +198,7 @@ mod tests {
             phases: Phases::default(),
             client: None,
             abort: None,
+            expect: None,
         }
     }
 

@@ -10,5 +10,6 @@ pub mod ending;
 pub mod engine;
 pub mod faults;
 pub mod observation;
+pub mod timing;
 pub mod toxic;
 pub mod verification;

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::{
-    api::{AbortSpec, Phase, PhaseObservation, ServerObservation},
+    api::{AbortSpec, Fault, Phase, PhaseObservation, ServerObservation, Timings},
     client_metrics::{BreakerState, Scrape, ServerMetrics},
     engine::Plan,
+    timing::Stopwatch,
 };
 
 /// The late part of a phase starts after this share of it.
@@ -29,11 +30,18 @@ pub struct PhaseAccumulator {
 
 impl PhaseAccumulator {
     /// `previous` is the last scrape before the phase started, if any, so that the phase's first
-    /// seconds count too.
+    /// seconds count too, and the breaker states the phase starts in are seen in it (a half-open
+    /// trial begun just before Recovery closes its breaker in Recovery).
     pub fn new(phase: Phase, start: Timestamp, end: Timestamp, previous: Option<Scrape>) -> Self {
         let span = end.duration_since(start);
         let late_start = start + span.mul_f64(LATE_FROM);
-        Self { phase, late_start, base: previous, late_base: None, last: None, samples: 0, seen: BTreeMap::new() }
+        let mut acc =
+            Self { phase, late_start, base: None, late_base: None, last: None, samples: 0, seen: BTreeMap::new() };
+        if let Some(p) = &previous {
+            acc.see(p);
+        }
+        acc.base = previous;
+        acc
     }
 
     pub fn phase(&self) -> Phase {
@@ -47,13 +55,17 @@ impl PhaseAccumulator {
         if self.base.is_none() {
             self.base = Some(scrape.clone());
         }
-        for (name, m) in &scrape {
+        self.see(&scrape);
+        self.samples += 1;
+        self.last = Some(scrape);
+    }
+
+    fn see(&mut self, scrape: &Scrape) {
+        for (name, m) in scrape {
             if let Some(s) = m.breaker {
                 self.seen.entry(name.clone()).or_default().insert(s);
             }
         }
-        self.samples += 1;
-        self.last = Some(scrape);
     }
 
     pub fn finish(&self) -> PhaseObservation {
@@ -93,11 +105,21 @@ impl PhaseAccumulator {
                     opened,
                     half_opened,
                     closed,
+                    timed: d(|m| m.duration_count, b),
+                    mean_latency_ms: mean_ms(now, b),
+                    late_timed: d(|m| m.duration_count, lb),
+                    late_mean_latency_ms: mean_ms(now, lb),
                 }
             })
             .collect();
         PhaseObservation { phase: self.phase, samples: self.samples as i32, servers }
     }
+}
+
+/// The mean request duration between two readings of the histogram, in milliseconds.
+fn mean_ms(now: &ServerMetrics, before: &ServerMetrics) -> Option<f64> {
+    let count = now.duration_count - before.duration_count;
+    (count >= 1.0).then(|| (now.duration_sum - before.duration_sum) / count * 1000.0)
 }
 
 /// A plain difference: counters come in monotonic.
@@ -151,6 +173,8 @@ fn add_increases(adjusted: &mut ServerMetrics, now: &ServerMetrics, last: &Serve
     adjusted.error += increase(now.error, last.error);
     adjusted.timeout += increase(now.timeout, last.timeout);
     adjusted.rejected += increase(now.rejected, last.rejected);
+    adjusted.duration_sum += increase(now.duration_sum, last.duration_sum);
+    adjusted.duration_count += increase(now.duration_count, last.duration_count);
     for (key, v) in &now.transitions {
         let before = last.transitions.get(key).copied().unwrap_or(0.0);
         *adjusted.transitions.entry(*key).or_default() += increase(*v, before);
@@ -176,6 +200,9 @@ pub struct RunRecorder {
     abort: Option<AbortRule>,
     /// (time, successes, failures) totals during Testing, for the abort rule.
     window: VecDeque<(Timestamp, f64, f64)>,
+    stopwatch: Stopwatch,
+    /// The first sample's time: phases that started before it were not watched from their start.
+    first: Option<Timestamp>,
 }
 
 impl From<&AbortSpec> for AbortRule {
@@ -194,7 +221,19 @@ pub struct AbortRule {
 impl RunRecorder {
     pub fn new(plan: Plan, abort: Option<AbortRule>) -> Self {
         let counters = Monotonic::default();
-        Self { plan, current: None, finished: Vec::new(), last: None, counters, abort, window: VecDeque::new() }
+        let (stopwatch, window, first) = (Stopwatch::new(&[], &[]), VecDeque::new(), None);
+        Self { plan, current: None, finished: Vec::new(), last: None, counters, abort, window, stopwatch, first }
+    }
+
+    /// The faults and target names the times are measured for (none: no time measured).
+    pub fn set_targets(&mut self, faults: &[Fault], target_names: &[String]) {
+        self.stopwatch.set_targets(faults, target_names);
+    }
+
+    /// Time to detect, route around and recover so far, and the errors of the finished Testing.
+    pub fn timings(&self) -> Timings {
+        let testing = self.finished.iter().find(|o| o.phase == Phase::Testing);
+        self.stopwatch.timings(&self.plan, self.first.unwrap_or(Timestamp::MAX), testing)
     }
 
     pub fn plan(&self) -> &Plan {
@@ -224,7 +263,10 @@ impl RunRecorder {
     pub fn record(&mut self, at: Timestamp, scrape: Scrape) -> Option<Timestamp> {
         let scrape = self.counters.adjust(&scrape);
         self.close_until(at);
+        self.first.get_or_insert(at);
         let phase = self.plan.phase_at(at);
+        let baseline = self.finished.iter().find(|o| o.phase == Phase::Stabilization);
+        self.stopwatch.record(at, phase, &scrape, baseline);
         if !Phase::TIMED.contains(&phase) {
             self.last = Some(scrape);
             return None;
@@ -314,6 +356,16 @@ mod tests {
         assert_eq!((s.late_successes, s.late_failures), (80, 1));
         assert_eq!(s.breaker_states, vec!["closed", "open"]);
         assert_eq!(s.final_breaker_state.as_deref(), Some("closed"));
+    }
+
+    #[test]
+    fn the_states_a_phase_starts_in_are_seen_in_it() {
+        use BreakerState::*;
+        // Half-open at the last Testing scrape, closed by the first Recovery one.
+        let before = scrape(&[("a", 10.0, 0.0, HalfOpen, 1.0)]);
+        let mut acc = PhaseAccumulator::new(Phase::Recovery, at(0), at(10), Some(before));
+        acc.record(at(1), scrape(&[("a", 20.0, 0.0, Closed, 1.0)]));
+        assert_eq!(acc.finish().servers[0].breaker_states, ["closed", "half_open"]);
     }
 
     #[test]
@@ -457,6 +509,41 @@ mod tests {
         r.record(at(19), scrape(&[("a", 200.0, 0.0, Closed, 0.0), ("b", 280.0, 0.0, Closed, 0.0)]));
         r.close_until(at(20));
         assert_eq!(counted(&r).last(), Some(&(Phase::Testing, 100, 0)));
+    }
+
+    /// Server `a` with its duration histogram at `sum` seconds over `count` requests.
+    fn timed(sum: f64, count: f64) -> Scrape {
+        let m = ServerMetrics { duration_sum: sum, duration_count: count, ..Default::default() };
+        [("a".to_string(), m)].into()
+    }
+
+    #[test]
+    fn the_mean_latency_is_the_histograms_over_the_phase_across_a_restart() {
+        let mut r = RunRecorder::new(plan(), None);
+        // Stabilization: 100 requests of 2 ms. Testing: 50 of 100 ms, a restart, then 50 more.
+        for (s, sum, count) in [(1, 0.0, 0.0), (9, 0.2, 100.0), (13, 5.2, 150.0), (15, 2.0, 20.0), (19, 5.0, 50.0)] {
+            r.record(at(s), timed(sum, count));
+        }
+        r.close_until(at(20));
+        let a: Vec<_> = r.finished().iter().map(|o| (o.servers[0].timed, o.servers[0].mean_latency_ms)).collect();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].0, 100);
+        assert!((a[0].1.unwrap() - 2.0).abs() < 1e-9, "{a:?}");
+        assert_eq!(a[1].0, 100);
+        assert!((a[1].1.unwrap() - 100.0).abs() < 1e-9, "{a:?}");
+        // Late Testing (from 16s) counts from the scrape at 15s, after the restart.
+        let testing = &r.finished()[1].servers[0];
+        assert_eq!(testing.late_timed, 30);
+        assert!((testing.late_mean_latency_ms.unwrap() - 100.0).abs() < 1e-9, "{testing:?}");
+    }
+
+    #[test]
+    fn no_timed_request_has_no_mean_latency() {
+        let mut acc = PhaseAccumulator::new(Phase::Testing, at(0), at(10), None);
+        acc.record(at(1), timed(1.0, 10.0));
+        acc.record(at(9), timed(1.0, 10.0));
+        let s = &acc.finish().servers[0];
+        assert_eq!((s.timed, s.mean_latency_ms), (0, None));
     }
 
     /// The first abort time over a run scraped every second, with `at_second` giving raw totals.

@@ -31,7 +31,7 @@ impl JVal {
 /// Decodes the first JSON value of `body`. The error is Go's text, e.g. `EOF`, `unexpected EOF` or
 /// `invalid character 'x' looking for beginning of value`.
 pub(crate) fn decode(body: &[u8]) -> Result<JVal, String> {
-    let mut p = Parser { b: body, i: 0 };
+    let mut p = Parser { b: body, i: 0, depth: 0 };
     p.skip_ws();
     if p.i >= p.b.len() {
         return Err("EOF".into());
@@ -41,9 +41,15 @@ pub(crate) fn decode(body: &[u8]) -> Result<JVal, String> {
 
 const UNEXPECTED_EOF: &str = "unexpected EOF";
 
+/// Arrays and objects nested deeper are a syntax error, in the words of Go's (whose limit is 10 000):
+/// the parser recurses, and 10 000 levels overflow a task's 2 MiB stack (the process aborts).
+const MAX_DEPTH: usize = 1_000;
+
 struct Parser<'a> {
     b: &'a [u8],
     i: usize,
+    /// Arrays and objects open around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -66,8 +72,7 @@ impl Parser<'_> {
     fn value(&mut self) -> Result<JVal, String> {
         self.skip_ws();
         match self.peek()? {
-            b'{' => self.object(),
-            b'[' => self.array(),
+            c @ (b'{' | b'[') => self.nested(c),
             b'"' => {
                 self.i += 1;
                 self.string().map(JVal::Str)
@@ -78,6 +83,17 @@ impl Parser<'_> {
             b'-' | b'0'..=b'9' => self.number(),
             c => Err(invalid(c, "looking for beginning of value")),
         }
+    }
+
+    /// An array or object, at most [`MAX_DEPTH`] deep.
+    fn nested(&mut self, open: u8) -> Result<JVal, String> {
+        if self.depth == MAX_DEPTH {
+            return Err(invalid(open, "exceeded max depth"));
+        }
+        self.depth += 1;
+        let v = if open == b'{' { self.object() } else { self.array() };
+        self.depth -= 1;
+        v
     }
 
     fn object(&mut self) -> Result<JVal, String> {

@@ -29,7 +29,8 @@ pub struct BreakerConfig {
     /// Length of the time-based sliding window (whole seconds). It also bounds how fast a dead
     /// server is detected: the successes from before the fault have to age out of it first.
     pub sliding_window: Duration,
-    /// How long the breaker stays open before letting trial calls through.
+    /// How long the breaker stays open before letting trial calls through; `Duration::MAX`: for
+    /// ever (the `no-half-open` misbehaviour).
     pub wait_in_open: Duration,
     /// Trial calls in half-open.
     pub permitted_calls_in_half_open: u32,
@@ -78,8 +79,14 @@ pub struct Permit {
 #[derive(Clone, Debug)]
 enum Phase {
     Closed,
-    Open { until: Instant },
-    HalfOpen { admitted: u32, counts: Counts },
+    /// Until when; None: for ever.
+    Open {
+        until: Option<Instant>,
+    },
+    HalfOpen {
+        admitted: u32,
+        counts: Counts,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -111,7 +118,7 @@ impl Breaker {
     /// Applies the passage of time: open → half-open once the wait is over.
     pub fn poll(&mut self, now: Instant) -> Option<Transition> {
         match self.phase {
-            Phase::Open { until } if now >= until => {
+            Phase::Open { until: Some(until) } if now >= until => {
                 Some(self.enter(Phase::HalfOpen { admitted: 0, counts: Counts::default() }, now))
             }
             _ => None,
@@ -182,8 +189,14 @@ impl Breaker {
         c.failure_rate() >= self.cfg.failure_rate_threshold || c.slow_rate() >= self.cfg.slow_call_rate_threshold
     }
 
+    /// Opens it at once, from closed or half-open (the `trip-all` misbehaviour: another server's
+    /// breaker opened); None if it is open already.
+    pub fn trip(&mut self, now: Instant) -> Option<Transition> {
+        (self.state() != State::Open).then(|| self.open(now))
+    }
+
     fn open(&mut self, now: Instant) -> Transition {
-        self.enter(Phase::Open { until: now + self.cfg.wait_in_open }, now)
+        self.enter(Phase::Open { until: now.checked_add(self.cfg.wait_in_open) }, now)
     }
 
     fn enter(&mut self, phase: Phase, _now: Instant) -> Transition {
@@ -316,6 +329,32 @@ mod tests {
         assert_eq!(b.poll(t0 + Duration::from_secs(5)), Some(Transition { from: State::Open, to: State::HalfOpen }));
         assert_eq!(b.state(), State::HalfOpen);
         assert_eq!(b.poll(t0 + Duration::from_secs(6)), None, "a transition happens once");
+    }
+
+    #[test]
+    fn a_breaker_that_waits_for_ever_never_half_opens() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(BreakerConfig { wait_in_open: Duration::MAX, ..cfg() }, t0);
+        for _ in 0..4 {
+            call(&mut b, t0, FAST, false);
+        }
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.poll(t0 + Duration::from_secs(86_400 * 365)), None);
+        assert!(!b.admits());
+    }
+
+    #[test]
+    fn trip_opens_a_closed_or_half_open_breaker_once() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0);
+        assert_eq!(b.trip(t0), Some(Transition { from: State::Closed, to: State::Open }));
+        assert_eq!(b.trip(t0), None, "already open");
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(b.poll(t1), Some(Transition { from: State::Open, to: State::HalfOpen }));
+        let trial = b.try_acquire().unwrap();
+        assert_eq!(b.trip(t1), Some(Transition { from: State::HalfOpen, to: State::Open }));
+        assert_eq!(b.on_result(trial, t1, FAST, true), None, "the trial admitted before is ignored");
+        assert_eq!(b.poll(t1 + Duration::from_secs(5)), Some(Transition { from: State::Open, to: State::HalfOpen }));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{BreakerConfig, Config, RetryConfig, RoutingConfig, Target},
+    config::{BreakerConfig, Config, Misbehaviour, RetryConfig, RoutingConfig, Target},
     load::LoadGenerator,
     report::progress_line,
     resp_server,
@@ -142,6 +142,9 @@ pub struct RunArgs {
     /// Seed of the random generators (routing, keys), for repeatable runs.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Be wrong on purpose, to see what a failing verdict looks like (off by default).
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Misbehaving on purpose")]
+    pub misbehave: Option<Misbehaviour>,
 }
 
 impl RunArgs {
@@ -190,6 +193,7 @@ impl RunArgs {
                 ..RoutingConfig::default()
             },
             seed: self.seed,
+            misbehave: self.misbehave,
             ..Config::new(Vec::new())
         };
         config.validate().map_err(|e| e.to_string())?;

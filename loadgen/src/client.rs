@@ -9,7 +9,7 @@
 use std::{
     sync::{
         Mutex,
-        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::{Duration, Instant},
 };
@@ -22,6 +22,7 @@ use crate::{
     ewma::Ewma,
     lock,
     metrics::{Metrics, Outcome, ServerMetrics},
+    misbehave::Misbehaviour,
     pool::{GetError, Pool},
     resp::Frame,
     router::{self, Candidate, Outliers},
@@ -36,7 +37,7 @@ pub const MAX_SERVERS: usize = 64;
 pub struct OpResult {
     /// The last attempt's outcome; `Rejected` with 0 attempts: every breaker refused, nothing sent.
     pub outcome: Outcome,
-    /// Attempts sent: 0, 1, or 2 with a retry.
+    /// Attempts sent: 0, 1, or 2 with a retry (up to one per server with `--misbehave retry-storm`).
     pub attempts: u8,
 }
 
@@ -165,6 +166,9 @@ pub struct Client {
     outliers: Outliers,
     budget: Mutex<RetryBudget>,
     retries: AtomicU64,
+    misbehave: Option<Misbehaviour>,
+    /// Picks so far, for round-robin.
+    turn: AtomicUsize,
 }
 
 impl Client {
@@ -172,6 +176,10 @@ impl Client {
     /// lazily by the first requests.
     pub fn new(config: &Config, metrics: &Metrics) -> Self {
         let now = Instant::now();
+        if let Some(m) = config.misbehave {
+            tracing::warn!("misbehaving on purpose: --misbehave {}", m.label());
+        }
+        let breaker = config.misbehave.map_or(config.breaker.clone(), |m| m.breaker(config.breaker.clone()));
         let servers = config
             .targets
             .iter()
@@ -180,7 +188,7 @@ impl Client {
                 name: t.name.clone(),
                 addr: t.addr.clone(),
                 core: Mutex::new(Core {
-                    breaker: Breaker::new(config.breaker.clone(), now),
+                    breaker: Breaker::new(breaker.clone(), now),
                     ewma: Ewma::new(config.routing.ewma_decay),
                     in_flight: 0,
                     progress: now,
@@ -201,6 +209,8 @@ impl Client {
             },
             budget: Mutex::new(RetryBudget::new(config.retry.clone())),
             retries: AtomicU64::new(0),
+            misbehave: config.misbehave,
+            turn: AtomicUsize::new(0),
         }
     }
 
@@ -218,6 +228,9 @@ impl Client {
         if outcome == Outcome::Success {
             return OpResult { outcome, attempts: 1 };
         }
+        if self.misbehaves(Misbehaviour::retries_everywhere) {
+            return self.retry_everywhere(first, outcome, op, value, rng).await;
+        }
         // The retry goes only to another server whose breaker admits it, and only within the
         // budget; otherwise the first failure stands (it is not also counted as rejected).
         match self.pick(1 << first, rng) {
@@ -231,6 +244,30 @@ impl Client {
             }
             Pick::Refused(_) | Pick::Nobody => OpResult { outcome, attempts: 1 },
         }
+    }
+
+    fn misbehaves(&self, how: fn(Misbehaviour) -> bool) -> bool {
+        self.misbehave.is_some_and(how)
+    }
+
+    /// `retry-storm`: retries on every other server in turn until one succeeds, with no budget.
+    async fn retry_everywhere(
+        &self,
+        first: usize,
+        mut outcome: Outcome,
+        op: Op,
+        value: &[u8],
+        rng: &mut fastrand::Rng,
+    ) -> OpResult {
+        let (mut tried, mut attempts) = (1u64 << first, 1u8);
+        while outcome != Outcome::Success {
+            let Pick::Admitted(j, p) = self.pick(tried, rng) else { break };
+            tried |= 1 << j;
+            attempts += 1;
+            self.retries.fetch_add(1, Relaxed);
+            outcome = self.attempt(j, p, op, value).await;
+        }
+        OpResult { outcome, attempts }
     }
 
     fn retry_allowed(&self) -> bool {
@@ -254,7 +291,7 @@ impl Client {
             let c = Candidate { server: i, latency: p.latency, cost: p.cost };
             if p.admits { admitted.push(c) } else { refused.push(c) }
         }
-        while let Some(i) = router::choose(admitted.as_slice(), self.outliers, rng) {
+        while let Some(i) = self.choose(admitted.as_slice(), rng) {
             if let Some(p) = self.servers[i].acquire() {
                 return Pick::Admitted(i, p);
             }
@@ -265,6 +302,26 @@ impl Client {
         match router::choose(refused.as_slice(), Outliers::NONE, rng) {
             Some(i) => Pick::Refused(i),
             None => Pick::Nobody,
+        }
+    }
+
+    /// p2c on cost, or round-robin when misbehaving so.
+    fn choose(&self, candidates: &[Candidate], rng: &mut fastrand::Rng) -> Option<usize> {
+        if self.misbehaves(Misbehaviour::round_robin) {
+            router::round_robin(candidates, self.turn.fetch_add(1, Relaxed), self.servers.len())
+        } else {
+            router::choose(candidates, self.outliers, rng)
+        }
+    }
+
+    /// `trip-all`: the breaker of server `opened` opened, so every other one opens too.
+    fn trip_others(&self, opened: usize) {
+        let now = Instant::now();
+        for s in self.servers.iter().enumerate().filter(|(j, _)| *j != opened).map(|(_, s)| s) {
+            let mut core = lock(&s.core);
+            if let Some(t) = core.breaker.trip(now) {
+                s.transitioned(&mut core, t);
+            }
         }
     }
 
@@ -282,7 +339,10 @@ impl Client {
             Ok(Answer::Unusable) => (Outcome::Error, false),
         };
         if let Some(permit) = pending.permit.take() {
-            s.record(permit, end, took, outcome, answered);
+            let t = s.record(permit, end, took, outcome, answered);
+            if t.is_some_and(|t| t.to == State::Open) && self.misbehaves(Misbehaviour::trips_all) {
+                self.trip_others(i);
+            }
         }
         outcome
     }
@@ -423,7 +483,15 @@ impl Server {
         }
     }
 
-    fn record(&self, permit: Permit, end: Instant, took: Duration, outcome: Outcome, answered: bool) {
+    /// Records a result; the breaker transition it caused, if any.
+    fn record(
+        &self,
+        permit: Permit,
+        end: Instant,
+        took: Duration,
+        outcome: Outcome,
+        answered: bool,
+    ) -> Option<Transition> {
         let mut core = lock(&self.core);
         core.in_flight -= 1;
         // Only replies are latency samples: a timeout measures our patience, not the server.
@@ -431,12 +499,14 @@ impl Server {
             core.ewma.observe(end, took);
             core.progress = core.progress.max(end);
         }
-        if let Some(t) = core.breaker.on_result(permit, end, took, outcome == Outcome::Success) {
+        let transition = core.breaker.on_result(permit, end, took, outcome == Outcome::Success);
+        if let Some(t) = transition {
             self.transitioned(&mut core, t);
         }
         drop(core);
         self.metrics.requests(outcome).inc();
         self.metrics.duration.observe(took.as_secs_f64());
+        transition
     }
 
     /// Side effects of a transition, under the core lock so gauges follow the order of events.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use crate::{breaker::BreakerConfig, budget::RetryConfig};
+pub use crate::{breaker::BreakerConfig, budget::RetryConfig, misbehave::Misbehaviour};
 
 /// One server: its metrics name and `HOST:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +72,8 @@ pub struct Config {
     pub all_open_backoff: Duration,
     /// Seed of the workers' random generators (routing and keys); None: random.
     pub seed: Option<u64>,
+    /// Be wrong on purpose, to see the lab fail a client (None: the resilient client).
+    pub misbehave: Option<Misbehaviour>,
 }
 
 impl Config {
@@ -93,6 +95,7 @@ impl Config {
             routing: RoutingConfig::default(),
             all_open_backoff: Duration::from_millis(25),
             seed: None,
+            misbehave: None,
         }
     }
 

@@ -12,7 +12,8 @@
 //! - a timeout on every attempt, at most one retry on another server, within a retry budget ([`budget`]);
 //! - closed and open load models ([`load`]), HDR-histogram percentiles, progress and summary ([`report`]);
 //! - the metrics ([`metrics`]) on `/metrics` and `/healthz` (the shared `chaoslab-telemetry` endpoint);
-//! - a built-in RESP server so the lab needs nothing installed ([`resp_server`]).
+//! - a built-in RESP server so the lab needs nothing installed ([`resp_server`]);
+//! - ways to be wrong on purpose, off by default ([`misbehave`]), to see the lab fail a client.
 //!
 //! The pure cores (breaker, window, router, EWMA, budget, RESP codec) take time and randomness as
 //! arguments and are unit-tested as functions; the I/O modules are thin around them.
@@ -46,6 +47,7 @@ pub mod conn;
 pub mod ewma;
 pub mod load;
 pub mod metrics;
+pub mod misbehave;
 pub mod pool;
 pub mod report;
 pub mod resp;
@@ -60,6 +62,7 @@ pub use client::{Client, ServerSnapshot};
 pub use config::{Config, ConfigError, RoutingConfig, Target};
 pub use load::{LoadGenerator, Progress, RunHandle, StartError};
 pub use metrics::{Metrics, Outcome};
+pub use misbehave::Misbehaviour;
 pub use report::{Snapshot, Summary};
 
 /// Locks a mutex, ignoring poisoning: the data behind our locks stays consistent even if a holder

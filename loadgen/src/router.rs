@@ -96,6 +96,15 @@ pub fn choose(candidates: &[Candidate], outliers: Outliers, rng: &mut impl Rando
     }
 }
 
+/// Round-robin (the `round-robin` and `no-breakers` misbehaviours): the server whose turn it is,
+/// `turn` counting every pick over `servers` servers, or the next candidate after it when that one
+/// is not a candidate (its breaker refuses).
+pub fn round_robin(candidates: &[Candidate], turn: usize, servers: usize) -> Option<usize> {
+    let n = servers.max(1);
+    let start = turn % n;
+    candidates.iter().map(|c| c.server).min_by_key(|s| (s + n - start) % n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +183,18 @@ mod tests {
         assert!((0..100).any(|_| choose(&near, LAB, &mut rng) == Some(0)));
         // Only outliers left: still the best of them is used.
         assert_eq!(choose(&[slow(0)], LAB, &mut rng), Some(0));
+    }
+
+    #[test]
+    fn round_robin_takes_turns_whatever_the_cost_and_skips_refused_servers() {
+        let all = [c(0, 1.0), c(1, 100.0), c(2, 1.0)];
+        let picks: Vec<_> = (0..6).map(|turn| round_robin(&all, turn, 3)).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2].map(Some), "the expensive server keeps its turn");
+        // Server 1's breaker refuses: its turn goes to the next one.
+        let admitted = [c(0, 1.0), c(2, 1.0)];
+        let picks: Vec<_> = (0..3).map(|turn| round_robin(&admitted, turn, 3)).collect();
+        assert_eq!(picks, [0, 2, 2].map(Some));
+        assert_eq!(round_robin(&[], 4, 3), None);
     }
 
     #[test]

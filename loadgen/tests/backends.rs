@@ -8,40 +8,12 @@ use std::time::Duration;
 use chaoslab_loadgen::{Config, Outcome, RetryConfig, Target, conn::Conn, resp::Frame, resp_server};
 use chaoslab_testenv::eventually;
 use chaoslab_testenv::{RedisServer, free_port};
+use common::{answering, builtin};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
 };
 use tokio_util::sync::CancellationToken;
-
-/// The built-in server on a loopback port; stops when the token is cancelled.
-async fn builtin() -> (String, CancellationToken) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(async move { resp_server::serve(l, s.cancelled_owned()).await });
-    (addr, stop)
-}
-
-/// A server that answers every read with `reply` (and never closes).
-async fn answering(reply: &'static [u8]) -> String {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 || s.write_all(reply).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 fn config(addrs: &[&str]) -> Config {
     let mut c = Config::new(Target::numbered(addrs));

@@ -83,6 +83,13 @@ pub async fn converge_record(ctx: &Context, ns: &str, jobs: Vec<Job>) -> Converg
             Err(_) if targets::pod_gone(&ctx.client, ns, &job.entry).await => {
                 record::converged(&job.entry, true, vec![])
             }
+            // A former entry whose URL no client can be made of was never called, so nothing of the
+            // scenario's is there: status edited by hand. Kept, it would fail the run and hold the
+            // scenario's deletion and its proxies forever.
+            Err(chaoslab_toxiproxy::Error::BadUrl { .. }) if job.fate == Fate::Drop => {
+                tracing::warn!(url = %job.entry.endpoint, "a record entry that is no Toxiproxy URL is dropped");
+                record::converged(&job.entry, true, vec![])
+            }
             Err(e) => {
                 let problem = Problem::toxiproxy(&job.entry.name, &job.entry.endpoint, &e);
                 ctx.metrics.errors.with_label_values(&[problem.kind.metric_label()]).inc();

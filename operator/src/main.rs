@@ -51,8 +51,9 @@ struct RunArgs {
     /// Where /metrics, /healthz and /readyz listen.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
-    /// How often the client's metrics are scraped while a scenario runs (e.g. 1s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    /// How often the client's metrics are scraped while a scenario runs (e.g. 1s, 500ms): the
+    /// resolution of status.timings.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     sample_interval: Duration,
     /// Timeout of each Toxiproxy admin call (each call is tried 3 times).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]

@@ -29,7 +29,7 @@ use crate::{
     converge::{converge_record, jobs, release_all},
     error::{Error, Kind, Problem},
     queue, record,
-    sampler::Sampler,
+    sampler::{Judging, Sampler},
     status,
     stop::STOP,
     targets::{self, Target},
@@ -296,11 +296,18 @@ fn plan_of(
 }
 
 /// The sampler of a scenario with `spec.client`, started or told about edits; none without.
-fn sampler_of(ctx: &Context, obj: &ChaosScenario, plan: Plan, now: Timestamp) -> Option<Arc<Sampler>> {
+fn sampler_of(
+    ctx: &Context,
+    obj: &ChaosScenario,
+    plan: Plan,
+    judging: Judging,
+    now: Timestamp,
+) -> Option<Arc<Sampler>> {
     let uid = obj.uid().unwrap_or_default();
     match &obj.spec.client {
         Some(c) => {
-            Some(ctx.samplers.ensure(&uid, &c.metrics_url, plan, obj.spec.abort.as_ref().map(AbortRule::from), now))
+            let abort = obj.spec.abort.as_ref().map(AbortRule::from);
+            Some(ctx.samplers.ensure(&uid, &c.metrics_url, plan, abort, judging, now))
         }
         None => {
             ctx.samplers.stop(&uid);
@@ -362,6 +369,11 @@ fn next_look(ctx: &Context, phase: Phase, deadline: Option<Timestamp>, now: Time
         None => Action::await_change(),
     }
 }
+
+/// How far ahead of this replica's clock a run's start may be (the replica that admitted it may
+/// run ahead): later, `status.startedAt` was not written by an operator, and the run would wait
+/// for it in Pending.
+const FUTURE_START: Duration = Duration::from_secs(300);
 
 /// How long target pods may be missing before the run gives up: before admission from the
 /// scenario's creation, after it from the run's planned end (a run never waits forever).
@@ -478,8 +490,13 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
             None => return Ok(Action::requeue(ctx.config.queue_poll)),
         },
     };
+    if start > now + SignedDuration::try_from(FUTURE_START).unwrap_or(SignedDuration::MAX) {
+        let p = format!("status.startedAt {start} is in the future: a run starts at its admission (edited by hand?)");
+        return fail(&ctx, &obj, &old, &record, targets.len(), Problem::new(Kind::SpecInvalid, p)).await;
+    }
     let (plan, aborted_at) = plan_of(&ctx, &obj, &old, start);
-    let sampler = sampler_of(&ctx, &obj, plan, now);
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let sampler = sampler_of(&ctx, &obj, plan, Judging { faults: &faults, target_names: &names }, now);
     let owner = owner_tag(&obj.uid().unwrap_or_default());
     // The chart's sidecars are toxiproxy-servers: partial loss is made of Toxiproxy's toxics.
     let proxies = vec![ProxyKind::Toxiproxy; targets.len()];
@@ -505,15 +522,19 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         None => old.observations.clone(),
     };
     let over = moment.phase == Phase::Completed;
+    let timings = sampler.as_ref().map(|s| s.timings()).or(old.timings.clone());
     let (phase, verdict, checks, message) = if over {
         forget(&ctx, &obj.uid().unwrap_or_default());
-        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
         let stop = match (aborted_at, spec.abort.as_ref()) {
             (Some(at), Some(rule)) => Stop::Aborted { at, rule },
             _ => Stop::Completed,
         };
-        let seen = Seen { observations: &observations, verification: &verification };
-        let e = ending::end(&faults, &names, seen, spec.client.is_some(), stop);
+        let seen = Seen { observations: &observations, verification: &verification, timings: timings.as_ref() };
+        let e = ending::end(&faults, &names, spec.expect.as_ref(), seen, spec.client.is_some(), stop);
+        if let Some(t) = &timings {
+            let times = [t.detect_seconds, t.route_around_seconds, t.recover_seconds];
+            ctx.metrics.scenario.set_times(&scenario_key(&obj), times, t.testing_error_rate);
+        }
         (e.phase, Some(e.verdict), e.checks, e.message)
     } else {
         let current = &record[..targets.len()];
@@ -535,6 +556,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         message: Some(message),
         observations,
         verification,
+        timings,
     };
     commit(&ctx, &obj, &old, new).await?;
     Ok(next_look(&ctx, phase, moment.next_deadline, now))
@@ -562,18 +584,21 @@ async fn halt(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, rea
     }
     let owner = owner_tag(&uid);
     let done = converge_record(ctx, &namespace, release_all(&old.targets, old.targets.len(), &owner)).await;
-    let observations = match ctx.samplers.get(&uid) {
+    let sampler = ctx.samplers.get(&uid);
+    let observations = match &sampler {
         Some(s) => {
             s.close_until(now);
             merge_observations(old.observations.clone(), s.finished())
         }
         None => old.observations.clone(),
     };
+    let timings = sampler.map(|s| s.timings()).or(old.timings.clone());
     forget(ctx, &uid);
     let names: Vec<String> = old.targets.iter().map(|t| t.name.clone()).collect();
     let faults = engine::resolve_faults(&obj.spec, names.len()).map(<[_]>::to_vec).unwrap_or_default();
-    let seen = Seen { observations: &observations, verification: &old.verification };
-    let e = ending::end(&faults, &names, seen, obj.spec.client.is_some(), Stop::Halted { reason });
+    let seen = Seen { observations: &observations, verification: &old.verification, timings: timings.as_ref() };
+    let (expect, judged) = (obj.spec.expect.as_ref(), obj.spec.client.is_some());
+    let e = ending::end(&faults, &names, expect, seen, judged, Stop::Halted { reason });
     let mut message = e.message;
     if !done.problems.is_empty() {
         message += &format!("; faults not removed yet, retrying: {}", messages(&done.problems));
@@ -597,6 +622,7 @@ async fn halt(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, rea
         conditions: status::conditions(&old.conditions, e.phase, Some(e.verdict), &message, generation, now),
         message: Some(message),
         observations,
+        timings,
         ..old.clone()
     };
     let settled = record::settled(&new.targets);

@@ -8,13 +8,21 @@ use std::{
 };
 
 use chaoslab_core::{
-    api::PhaseObservation,
+    api::{Fault, PhaseObservation, Timings},
     client_metrics,
     engine::Plan,
     observation::{AbortRule, RunRecorder},
 };
+use chaoslab_telemetry::{METRICS_LIMIT, fetch_metrics};
 use jiff::{SignedDuration, Timestamp};
 use tokio::task::JoinHandle;
+
+/// What the times are measured for: the run's faults and its targets' names.
+#[derive(Clone, Copy)]
+pub struct Judging<'a> {
+    pub faults: &'a [Fault],
+    pub target_names: &'a [String],
+}
 
 pub struct Sampler {
     state: Mutex<State>,
@@ -57,9 +65,10 @@ impl State {
 
     /// A running scenario's spec may be edited: the new URL, abort rule and phase lengths apply
     /// from the next sample on (finished phases stay as they were observed).
-    fn adopt(&mut self, url: &str, plan: Plan, abort: Option<AbortRule>) {
+    fn adopt(&mut self, url: &str, plan: Plan, abort: Option<AbortRule>, judging: Judging) {
         self.recorder.set_plan(plan);
         self.recorder.set_abort(abort);
+        self.recorder.set_targets(judging.faults, judging.target_names);
         if self.url != url {
             self.url = url.into();
             self.last_error = None;
@@ -71,6 +80,11 @@ impl Sampler {
     /// Observations of the phases that ended and were watched from their start.
     pub fn finished(&self) -> Vec<PhaseObservation> {
         self.state.lock().expect("sampler state").finished()
+    }
+
+    /// The times measured so far (status.timings).
+    pub fn timings(&self) -> Timings {
+        self.state.lock().expect("sampler state").recorder.timings()
     }
 
     pub fn abort_at(&self) -> Option<Timestamp> {
@@ -106,16 +120,25 @@ impl Samplers {
     }
 
     /// The sampler of `uid`, started if needed with `since` as the moment from which it watches (the
-    /// reconcile's start); an existing one adopts `url`, `plan` and `abort` (aborts, edits).
-    pub fn ensure(&self, uid: &str, url: &str, plan: Plan, abort: Option<AbortRule>, since: Timestamp) -> Arc<Sampler> {
+    /// reconcile's start); an existing one adopts `url`, `plan`, `abort` and `judging` (aborts, edits).
+    pub fn ensure(
+        &self,
+        uid: &str,
+        url: &str,
+        plan: Plan,
+        abort: Option<AbortRule>,
+        judging: Judging,
+        since: Timestamp,
+    ) -> Arc<Sampler> {
         let mut running = self.running.lock().expect("samplers");
         if let Some(s) = running.get(uid) {
-            s.state.lock().expect("sampler state").adopt(url, plan, abort);
+            s.state.lock().expect("sampler state").adopt(url, plan, abort, judging);
             return s.clone();
         }
         let grace = SignedDuration::try_from(self.interval).unwrap_or(SignedDuration::ZERO) * 2;
-        let sampler =
-            Arc::new(Sampler { state: Mutex::new(State::new(url, plan, abort, since, grace)), task: Mutex::new(None) });
+        let mut state = State::new(url, plan, abort, since, grace);
+        state.recorder.set_targets(judging.faults, judging.target_names);
+        let sampler = Arc::new(Sampler { state: Mutex::new(state), task: Mutex::new(None) });
         let task = tokio::spawn(scrape_loop(sampler.clone(), self.http.clone(), self.interval));
         *sampler.task.lock().expect("task") = Some(task);
         running.insert(uid.to_string(), sampler.clone());
@@ -159,17 +182,26 @@ async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, interval: Dur
                     s.abort_at.get_or_insert(t);
                 }
             }
-            Err(e) => s.last_error = Some(e),
+            Err(e) => s.last_error = Some(brief(e)),
         }
     }
 }
 
-async fn scrape(http: &reqwest::Client, url: &str) -> Result<client_metrics::Scrape, String> {
-    let resp = http.get(url).send().await.map_err(|e| format!("scraping {url}: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("scraping {url}: HTTP {}", resp.status()));
+/// What of a scrape's error goes into the status message: the parser quotes the offending line,
+/// which a hostile endpoint makes megabytes long (the apiserver then refuses every status write).
+fn brief(error: String) -> String {
+    const MAX: usize = 300;
+    match (0..=MAX).rev().find(|&i| error.is_char_boundary(i)) {
+        // A copy: a truncated String would keep its megabytes of capacity.
+        Some(cut) if error.len() > MAX => format!("{}…", &error[..cut]),
+        _ => error,
     }
-    let text = resp.text().await.map_err(|e| format!("scraping {url}: {e}"))?;
+}
+
+/// One scrape, bounded: by the client's timeout (the sample interval, at least 1 s) and by
+/// [`METRICS_LIMIT`] bytes of body.
+async fn scrape(http: &reqwest::Client, url: &str) -> Result<client_metrics::Scrape, String> {
+    let text = fetch_metrics(http, url, METRICS_LIMIT).await.map_err(|e| format!("scraping {url}: {e}"))?;
     client_metrics::parse(&text).map_err(|e| format!("scraping {url}: {e}"))
 }
 
@@ -200,6 +232,14 @@ mod tests {
             s.recorder.record(at(t), scrape(t as f64));
         }
         s.finished().iter().map(|o| o.phase).collect()
+    }
+
+    #[test]
+    fn an_error_quoting_a_huge_line_is_cut_short() {
+        let error = format!("line 1: not a sample: \"{}\"", "é".repeat(1 << 20));
+        let cut = brief(error);
+        assert!(cut.len() <= 303 && cut.starts_with("line 1: not a sample") && cut.ends_with('…'), "{cut}");
+        assert_eq!(brief("HTTP 503".into()), "HTTP 503");
     }
 
     #[test]
@@ -244,12 +284,13 @@ mod tests {
         let samplers = Samplers::new(Duration::from_millis(50)).unwrap();
         let ((url_a, hits_a), (url_b, hits_b)) = (endpoint().await, endpoint().await);
         let plan = Plan::new(Timestamp::now(), &phases(60));
-        samplers.ensure("u", &url_a, plan, None, Timestamp::now());
+        let none = Judging { faults: &[], target_names: &[] };
+        samplers.ensure("u", &url_a, plan, None, none, Timestamp::now());
         wait_for_hit(&hits_a).await;
         // spec.client.metricsUrl, spec.abort and the phase lengths edited mid-run.
         let rule = AbortRule { error_rate: 0.5, window: Duration::from_secs(3) };
         let longer = Plan::new(plan.start, &phases(90));
-        let s = samplers.ensure("u", &url_b, longer, Some(rule), Timestamp::now());
+        let s = samplers.ensure("u", &url_b, longer, Some(rule), none, Timestamp::now());
         wait_for_hit(&hits_b).await;
         let scraped_a = hits_a.load(Ordering::SeqCst);
         wait_for_hit(&hits_b).await;

@@ -57,6 +57,11 @@ async fn run_to_verdict(template: &str) {
         [("Stabilized", "True"), ("FaultsInjected", "False"), ("Recovered", "True"), ("VerdictReached", "True")]
     );
     assert!(chaoslab_toxics(&backends).await.is_empty(), "no toxic left");
+    let t = st.timings.expect("status.timings");
+    println!("{template}: {t:?}");
+    assert!(t.resolution_seconds > 0.0 && t.resolution_seconds < 2.0, "{t:?}");
+    assert!(t.detect_seconds.is_some_and(|d| d < 10.0), "detected within Testing: {t:?}");
+    assert!(t.recover_seconds.is_some_and(|r| r < 15.0), "recovered within Recovery: {t:?}");
 }
 
 #[tokio::test]
@@ -146,6 +151,35 @@ async fn scenarios_on_the_same_targets_queue_first_come_first_served() {
     let first_end = f.completed_at.unwrap().0;
     let second_start = s.started_at.unwrap().0;
     assert!(second_start >= first_end, "second started {second_start} before first ended {first_end}");
+}
+
+#[tokio::test]
+async fn spec_expect_bounds_become_checks_judged_on_the_measured_times() {
+    let (client, ns, api) = setup("expect").await;
+    let admin = free_port();
+    let backends = backends(&client, &ns, 3, admin).await;
+    let (_loadgen, metrics) = loadgen(&backends);
+    let _op = operator(&ns);
+    let mut obj = scenario("x", "multi-failure-2-servers-packet-loss", admin, Some(&metrics), ("5s", "10s", "15s"));
+    // Generous time bounds the resilient client meets; an error budget no client meets when two
+    // of three servers die (their first requests time out before any breaker can open).
+    obj.spec.expect =
+        serde_json::from_value(json!({"detectWithin": "10s", "recoverWithin": "15s", "maxErrorRate": 0.00001}))
+            .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let done = wait_for(&api, "x", Duration::from_secs(60), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    let st = done.status.unwrap();
+    let t = st.timings.clone().expect("status.timings");
+    let judged = |name: &str| st.checks.iter().find(|c| c.name == name).map(|c| (c.passed, c.observed.clone()));
+    let checks = ["detected-within", "recovered-within", "error-budget"].map(|n| (n, judged(n)));
+    println!("{t:?}\n{checks:#?}");
+    assert_eq!(checks[0].1.as_ref().map(|c| c.0), Some(Some(true)), "{t:?}");
+    assert_eq!(checks[1].1.as_ref().map(|c| c.0), Some(Some(true)), "{t:?}");
+    let (passed, observed) = checks[2].1.clone().expect("an error-budget check");
+    assert_eq!(passed, Some(false));
+    assert!(observed.contains(&format!("{} of {} failed", t.testing_failures, t.testing_requests)), "{observed}");
+    assert_eq!(st.verdict, Some(Verdict::Failed), "{:?}", st.message);
+    assert!(st.message.unwrap().contains("error-budget"));
 }
 
 #[tokio::test]

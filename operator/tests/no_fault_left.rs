@@ -151,11 +151,12 @@ async fn faults_on_a_toxiproxy_that_hung_are_removed_once_it_answers_again() {
     let template = "multi-failure-2-servers-packet-loss";
     api.create(&PostParams::default(), &scenario("h", template, admin, None, ("1s", "4s", "10s"))).await.unwrap();
     wait_for(&api, "h", Duration::from_secs(20), |s| phase(s) == Some(Phase::Testing)).await;
-    // Hung through the end of Testing: the operator cannot remove the faults it put there.
+    // Hung through the end of Testing: the operator cannot remove the faults it put there. A hang
+    // is transient: the run goes on to its end, the target stays on record with its faults.
     backends[1].toxiproxy.process.pause();
-    let failed = wait_for(&api, "h", Duration::from_secs(40), |s| phase(s).is_some_and(Phase::is_terminal)).await;
-    let st = failed.status.unwrap();
-    assert_eq!(st.phase, Some(Phase::Failed), "{:?}", st.message);
+    let done = wait_for(&api, "h", Duration::from_secs(40), |s| phase(s).is_some_and(Phase::is_terminal)).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.phase, Some(Phase::Completed), "{:?}", st.message);
     let entry = st.targets.iter().find(|t| t.name == "backend-1").expect("backend-1 stays on record");
     assert!(entry.error.is_some() && entry.toxics.len() == 2, "{entry:?}");
     backends[1].toxiproxy.process.resume();
@@ -169,7 +170,7 @@ async fn faults_on_a_toxiproxy_that_hung_are_removed_once_it_answers_again() {
         s.status.as_ref().is_some_and(|st| st.targets.iter().all(|t| t.settled()))
     })
     .await;
-    assert_eq!(phase(&settled), Some(Phase::Failed));
+    assert_eq!(phase(&settled), Some(Phase::Completed));
 }
 
 #[tokio::test]
@@ -183,10 +184,17 @@ async fn a_deleted_scenario_waits_until_its_faults_are_removed() {
     wait_for(&api, "w", Duration::from_secs(20), |s| phase(s) == Some(Phase::Testing)).await;
     backends[0].toxiproxy.process.pause();
     api.delete("w", &DeleteParams::default()).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // A check already waiting on the hung Toxiproxy, then the cleanup's own tries (2 s each, 3).
+    let t0 = Instant::now();
+    let note = loop {
+        let blocked = events(&client, &ns, "CleanupBlocked").await;
+        if let Some(note) = blocked.first().and_then(|e| e.note.clone()) {
+            break note;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(40), "no CleanupBlocked event");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(api.get_opt("w").await.unwrap().is_some(), "deleted while backend-0 still holds its faults");
-    let blocked = events(&client, &ns, "CleanupBlocked").await;
-    let note = blocked.first().and_then(|e| e.note.clone()).expect("a CleanupBlocked event");
     assert!(note.contains("backend-0") && note.contains("abandon-faults"), "{note}");
     backends[0].toxiproxy.process.resume();
     gone(&api, "w", Duration::from_secs(30)).await;

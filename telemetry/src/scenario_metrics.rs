@@ -1,7 +1,9 @@
 //! The scenario part of the metrics contract, exported by the operator and by `chaoslab run`.
 
-use chaoslab_contract::{PHASES, SCENARIO_PHASE, SCENARIO_TOXIC_ACTIVE};
-use prometheus::{IntGaugeVec, Opts, Registry};
+use chaoslab_contract::{
+    MEASURES, PHASES, SCENARIO_PHASE, SCENARIO_SECONDS, SCENARIO_TESTING_ERROR_RATIO, SCENARIO_TOXIC_ACTIVE,
+};
+use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct ScenarioMetrics {
@@ -9,6 +11,10 @@ pub struct ScenarioMetrics {
     pub phase: IntGaugeVec,
     /// `chaoslab_scenario_toxic_active{scenario,server,toxic}`: 1 while the toxic is held on the server.
     pub toxic_active: IntGaugeVec,
+    /// `chaoslab_scenario_seconds{scenario,measure}`: time to detect, route around, recover.
+    pub seconds: GaugeVec,
+    /// `chaoslab_scenario_testing_error_ratio{scenario}`.
+    pub testing_error_ratio: GaugeVec,
 }
 
 impl ScenarioMetrics {
@@ -19,9 +25,33 @@ impl ScenarioMetrics {
             Opts::new(SCENARIO_TOXIC_ACTIVE, "1 while the toxic is held on the server"),
             &["scenario", "server", "toxic"],
         )?;
+        let seconds = GaugeVec::new(
+            Opts::new(SCENARIO_SECONDS, "the client's time to detect, route around and recover, in seconds"),
+            &["scenario", "measure"],
+        )?;
+        let testing_error_ratio = GaugeVec::new(
+            Opts::new(SCENARIO_TESTING_ERROR_RATIO, "failed requests among all during Testing"),
+            &["scenario"],
+        )?;
         registry.register(Box::new(phase.clone()))?;
         registry.register(Box::new(toxic_active.clone()))?;
-        Ok(Self { phase, toxic_active })
+        registry.register(Box::new(seconds.clone()))?;
+        registry.register(Box::new(testing_error_ratio.clone()))?;
+        Ok(Self { phase, toxic_active, seconds, testing_error_ratio })
+    }
+
+    /// A run's measured times, in [`MEASURES`] order (None: not reached, no series), and its
+    /// Testing error ratio.
+    pub fn set_times(&self, scenario: &str, times: [Option<f64>; 3], testing_error_ratio: f64) {
+        for (measure, time) in MEASURES.iter().zip(times) {
+            match time {
+                Some(t) => self.seconds.with_label_values(&[scenario, measure]).set(t),
+                None => {
+                    let _ = self.seconds.remove_label_values(&[scenario, measure]);
+                }
+            }
+        }
+        self.testing_error_ratio.with_label_values(&[scenario]).set(testing_error_ratio);
     }
 
     /// `phase` is one of the API's phase names (Stabilization, Testing, …).
@@ -51,6 +81,10 @@ impl ScenarioMetrics {
         for (server, toxic) in held {
             let _ = self.toxic_active.remove_label_values(&[scenario, server, toxic]);
         }
+        for measure in MEASURES {
+            let _ = self.seconds.remove_label_values(&[scenario, measure]);
+        }
+        let _ = self.testing_error_ratio.remove_label_values(&[scenario]);
     }
 }
 
@@ -68,6 +102,8 @@ mod tests {
         m.set_toxics("ns/a", "server-0", &["t1".into()], &[]);
         m.set_toxics("ns/a", "server-0", &[], &["t1".into()]);
         assert_eq!(m.toxic_active.with_label_values(&["ns/a", "server-0", "t1"]).get(), 0);
+        m.set_times("ns/a", [Some(2.5), None, Some(7.0)], 0.01);
+        assert_eq!(m.seconds.with_label_values(&["ns/a", "recover"]).get(), 7.0);
         m.forget("ns/a", &[("server-0".into(), "t1".into())]);
         assert!(r.gather().iter().all(|f| f.get_metric().is_empty()));
     }

@@ -73,6 +73,62 @@ impl ControlPlane {
         }
     }
 
+    /// Kills etcd and kube-apiserver (SIGKILL, as in a crash) and starts them again with the same
+    /// command lines: the same ports, certificates and etcd data, so every object is still there.
+    /// Returns once the apiserver answers `/readyz` again, with how long that took.
+    pub fn restart(&self) -> std::time::Duration {
+        let t0 = Instant::now();
+        let parts = [("apiserver", "apiserver.log"), ("etcd", "etcd.log")];
+        let commands: Vec<Vec<String>> = parts.iter().map(|(name, _)| self.kill(name)).collect();
+        for ((name, log), argv) in parts.iter().zip(commands).rev() {
+            let pid = start_detached(&argv, &self.dir.join(log));
+            std::fs::write(self.dir.join(format!("{name}.pid")), format!("{pid}\n")).expect("write pid file");
+            if *name == "etcd" {
+                self.wait_until(&[format!("http://127.0.0.1:{}/health", self.env("ETCD_PORT"))]);
+            }
+        }
+        let readyz = format!("{}/readyz", self.url);
+        let auth = format!("Authorization: Bearer {}", self.env("TOKEN"));
+        self.wait_until(&["--cacert".into(), self.env("APISERVER_CA_FILE"), "-H".into(), auth, readyz]);
+        t0.elapsed()
+    }
+
+    fn env(&self, key: &str) -> String {
+        read_env(&self.dir.join("env")).remove(key).unwrap_or_else(|| panic!("{key} in the control plane's env"))
+    }
+
+    /// SIGKILLs the process of `DIR/<name>.pid` and returns its command line.
+    fn kill(&self, name: &str) -> Vec<String> {
+        let pid = std::fs::read_to_string(self.dir.join(format!("{name}.pid"))).expect("pid file");
+        let pid: i32 = pid.trim().parse().expect("a pid");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("a running process");
+        let argv = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());
+        let argv: Vec<String> = argv.map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        // SAFETY: kill(2) on a pid read from our own control plane's pid file, its command line just read.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // Gone, or a zombie (an empty command line): its ports are free.
+        let gone = || std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| c.is_empty());
+        for _ in 0..500 {
+            if gone() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        argv
+    }
+
+    /// Waits up to 60 s for `curl -fsS ARGS` to succeed.
+    fn wait_until(&self, args: &[String]) {
+        for _ in 0..240 {
+            let ok = Command::new("curl").args(["-fsS", "--max-time", "2"]).args(args).output();
+            if ok.is_ok_and(|o| o.status.success()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        panic!("not ready 60 s after a restart: curl {args:?}");
+    }
+
     /// An admin client.
     pub async fn client(&self) -> kube::Client {
         let kc = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
@@ -93,6 +149,21 @@ impl ControlPlane {
         let out = child.wait_with_output().expect("kubectl");
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
     }
+}
+
+/// Starts `argv` in its own session, detached from this process (as up.sh does: it outlives the test
+/// binary until the watchdog's down.sh stops it), appending its output to `log`; returns its pid.
+fn start_detached(argv: &[String], log: &Path) -> u32 {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"log="$1"; shift; setsid "$@" </dev/null >>"$log" 2>&1 & echo $!"#)
+        .arg("sh")
+        .arg(log)
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("cannot start {argv:?}"))
 }
 
 fn read_env(path: &Path) -> HashMap<String, String> {

@@ -3,7 +3,8 @@
 use std::{
     os::unix::process::CommandExt,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
 };
 
 pub struct Managed {
@@ -30,6 +31,18 @@ impl Managed {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits up to `limit` for it to exit on its own: its status, or None if it still runs.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait().expect("try_wait on our own child") {
+                Some(status) => return Some(status),
+                None if Instant::now() >= deadline => return None,
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// The log so far, for assertion messages.
@@ -67,5 +80,26 @@ impl Drop for Managed {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_for_exit_returns_the_status_or_none_while_it_runs() {
+        let mut quick = Managed::spawn("wait-quick", {
+            let mut c = Command::new("sleep");
+            c.arg("0.1");
+            c
+        });
+        assert!(quick.wait_for_exit(Duration::from_secs(10)).is_some_and(|s| s.success()));
+        let mut slow = Managed::spawn("wait-slow", {
+            let mut c = Command::new("sleep");
+            c.arg("30");
+            c
+        });
+        assert_eq!(slow.wait_for_exit(Duration::from_millis(200)), None);
     }
 }

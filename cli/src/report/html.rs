@@ -169,6 +169,7 @@ tr.pass td:first-child {{ color: #2a7d2a; }} tr.fail td:first-child {{ color: #c
 </style></head><body>
 <h1>{name}</h1>
 <p>{description} — <span class="verdict {verdict:?}">{verdict:?}</span></p>
+<p>{times}</p>
 {charts}
 <h2>Checks</h2>
 <table><tr><th></th><th>check</th><th>expected</th><th>observed</th></tr>
@@ -177,6 +178,7 @@ tr.pass td:first-child {{ color: #2a7d2a; }} tr.fail td:first-child {{ color: #c
 "#,
         name = esc(r.scenario),
         description = esc(r.description),
+        times = r.status.timings.as_ref().map(|t| esc(&super::times(t))).unwrap_or_default(),
     )
 }
 

@@ -7,7 +7,10 @@ pub mod table;
 
 use std::path::Path;
 
-use chaoslab_core::{api::ChaosScenarioStatus, catalog::Category};
+use chaoslab_core::{
+    api::{ChaosScenarioStatus, Timings},
+    catalog::Category,
+};
 use serde::Serialize;
 
 use crate::experiment::Point;
@@ -35,4 +38,42 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
     std::fs::write(dir.join(format!("{}.json", report.scenario)), json + "\n")?;
     std::fs::write(dir.join(format!("{}.html", report.scenario)), html::render(report))?;
     Ok(())
+}
+
+/// The measured times on one line: `detect 2.5 s · route around 3.0 s · recover — · Testing
+/// errors 12 of 4000 (0.3%) · ±0.5 s` (— not reached, or not watched from its phase's start).
+pub fn times(t: &Timings) -> String {
+    let s = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1} s"));
+    format!(
+        "detect {} · route around {} · recover {} · Testing errors {} of {} ({:.1}%) · ±{:.1} s",
+        s(t.detect_seconds),
+        s(t.route_around_seconds),
+        s(t.recover_seconds),
+        t.testing_failures,
+        t.testing_requests,
+        t.testing_error_rate * 100.0,
+        t.resolution_seconds
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_on_one_line_with_a_dash_for_what_was_not_reached() {
+        let t = Timings {
+            detect_seconds: Some(2.5),
+            route_around_seconds: None,
+            recover_seconds: Some(4.04),
+            resolution_seconds: 0.5,
+            testing_failures: 12,
+            testing_requests: 4000,
+            testing_error_rate: 0.003,
+        };
+        assert_eq!(
+            times(&t),
+            "detect 2.5 s · route around — · recover 4.0 s · Testing errors 12 of 4000 (0.3%) · ±0.5 s"
+        );
+    }
 }

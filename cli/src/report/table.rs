@@ -16,5 +16,8 @@ pub fn render(scenario: &str, status: &ChaosScenarioStatus) -> String {
     let verdict = status.verdict.unwrap_or(Verdict::Inconclusive);
     let passed = status.checks.iter().filter(|c| c.passed == Some(true)).count();
     out += &format!("  verdict: {verdict:?} ({passed} of {} checks passed)\n", status.checks.len());
+    if let Some(t) = &status.timings {
+        out += &format!("  times: {}\n", super::times(t));
+    }
     out
 }

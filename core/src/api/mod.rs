@@ -13,7 +13,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 pub use status::{
     ChaosScenarioStatus, Check, Phase, PhaseObservation, PhaseRecord, ServerObservation, TargetStatus,
-    TargetVerification, Verdict,
+    TargetVerification, Timings, Verdict,
 };
 
 use crate::{catalog, duration::PhaseDuration};
@@ -71,6 +71,31 @@ pub struct ChaosScenarioSpec {
     /// End Testing early when the client's error rate stays high (needs client.metricsUrl).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort: Option<AbortSpec>,
+
+    /// Bounds on the measured times and error rate (status.timings); each one set becomes a check
+    /// (needs client.metricsUrl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expectations>,
+}
+
+/// What the client must achieve, beyond the checks every run gets.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Expectations {
+    /// Every faulted server detected within this long after Testing starts (check `detected-within`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect_within: Option<PhaseDuration>,
+    /// The healthy servers carry 95 % of successes within this long after Testing starts (check
+    /// `routed-around-within`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_around_within: Option<PhaseDuration>,
+    /// Breakers closed and shares back within this long after Recovery starts (check `recovered-within`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover_within: Option<PhaseDuration>,
+    /// At most this share of requests fail during Testing, 0–1 (check `error-budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_error_rate: Option<f64>,
 }
 
 /// Ends Testing early: the run still goes through Recovery and ends Aborted with verdict Failed.

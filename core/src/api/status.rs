@@ -87,6 +87,38 @@ pub struct ChaosScenarioStatus {
     /// How well each target held what each phase asked of it, checked at every sample.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verification: Vec<TargetVerification>,
+    /// How long the client took to detect the faults, route around them and recover, and the
+    /// errors Testing cost it (written when the run ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+}
+
+/// Time as a measurement, from every sample of the client's metrics (README "Time to detect, route
+/// around and recover"). A time is absent when it was not reached, or not watched from its start.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    /// From the start of Testing to the first sample where every faulted server was detected: a
+    /// dead one's breaker open, a slow or lossy one's share of successes below half its baseline
+    /// share (or its breaker open).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect_seconds: Option<f64>,
+    /// From the start of Testing until the healthy servers carry at least 95 % of successes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_around_seconds: Option<f64>,
+    /// From the start of Recovery until every breaker is closed and every server's share of
+    /// successes is within half of its baseline share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover_seconds: Option<f64>,
+    /// The longest gap between two samples in Testing and Recovery: each time above is measured to
+    /// within it.
+    pub resolution_seconds: f64,
+    /// Failed requests (errors and timeouts) during Testing.
+    pub testing_failures: i64,
+    /// Requests answered or timed out during Testing.
+    pub testing_requests: i64,
+    /// Those among all requests answered or timed out during Testing, 0–1.
+    pub testing_error_rate: f64,
 }
 
 /// How well one target held what one phase asked of it (its faults in Testing, none otherwise).
@@ -139,6 +171,18 @@ pub struct ServerObservation {
     pub opened: i64,
     pub half_opened: i64,
     pub closed: i64,
+    /// Requests the duration histogram timed (its `_count`; every sent request for chaoslab-loadgen).
+    #[serde(default)]
+    pub timed: i64,
+    /// The mean duration of those requests in milliseconds (absent when none was timed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_latency_ms: Option<f64>,
+    /// Requests timed in the last 40 % of the phase.
+    #[serde(default)]
+    pub late_timed: i64,
+    /// The mean duration of those requests in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_mean_latency_ms: Option<f64>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

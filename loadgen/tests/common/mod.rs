@@ -2,9 +2,9 @@
 //! that endpoint the way Prometheus does (HTTP GET, text format).
 #![allow(dead_code)]
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use chaoslab_loadgen::{Config, LoadGenerator, RunHandle};
+use chaoslab_loadgen::{Config, LoadGenerator, RunHandle, resp_server};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -44,6 +44,41 @@ impl Running {
         self.stop_metrics.cancel();
         summary
     }
+}
+
+/// The built-in server on a loopback port; stops when the token is cancelled.
+pub async fn builtin() -> (String, CancellationToken) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move { resp_server::serve(l, s.cancelled_owned()).await });
+    (addr, stop)
+}
+
+/// A server that answers every read with `reply` (and never closes).
+pub async fn answering(reply: &'static [u8]) -> String {
+    answering_after(reply, Duration::ZERO).await
+}
+
+/// A server that answers every read with `reply` after `delay`.
+pub async fn answering_after(reply: &'static [u8], delay: Duration) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    tokio::time::sleep(delay).await;
+                    if n == 0 || s.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
 
 /// GET `path`; (status line, body).

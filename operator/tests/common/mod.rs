@@ -62,13 +62,32 @@ pub async fn backends(client: &Client, ns: &str, n: usize, admin_port: u16) -> V
 }
 
 pub fn operator(ns: &str) -> Managed {
+    operator_named(ns, &format!("operator-{ns}"))
+}
+
+/// The operator with its log under `name` (a restarted one must not share its predecessor's log:
+/// the old handle deletes it when dropped).
+pub fn operator_named(ns: &str, name: &str) -> Managed {
     let cp = ControlPlane::shared();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaoslab-operator"));
     cmd.args(["run", "--namespace", ns, "--metrics-addr", &format!("127.0.0.1:{}", free_port())])
         .args(["--sample-interval", "500ms", "--toxiproxy-timeout", "2s"])
         .env("KUBECONFIG", &cp.kubeconfig)
         .env("RUST_LOG", "info,kube=warn,chaoslab_operator=debug,chaoslab_toxiproxy=debug");
-    Managed::spawn(&format!("operator-{ns}"), cmd)
+    Managed::spawn(name, cmd)
+}
+
+/// A toxiproxy-server with one proxy, `backend` (its upstream need not answer: no client connects).
+pub async fn lone_proxy() -> ToxiproxyServer {
+    let server = ToxiproxyServer::start();
+    let new = NewProxy {
+        name: "backend".into(),
+        listen: format!("127.0.0.1:{}", free_port()),
+        upstream: format!("127.0.0.1:{}", free_port()),
+        enabled: None,
+    };
+    Toxiproxy::new(&server.url()).unwrap().create_proxy(&new).await.unwrap();
+    server
 }
 
 /// The real chaoslab-loadgen binary, bounded to 90 s, exporting metrics on a free port. At a fixed
@@ -142,9 +161,15 @@ pub fn phase(s: &ChaosScenario) -> Option<Phase> {
 }
 
 pub async fn chaoslab_toxics(backends: &[Backend]) -> Vec<String> {
+    let servers: Vec<&ToxiproxyServer> = backends.iter().map(|b| &b.toxiproxy).collect();
+    chaoslab_toxics_at(&servers).await
+}
+
+/// The chaoslab toxics on the proxy `backend` of each server.
+pub async fn chaoslab_toxics_at(servers: &[impl std::borrow::Borrow<ToxiproxyServer>]) -> Vec<String> {
     let mut left = Vec::new();
-    for b in backends {
-        for t in b.client().toxics("backend").await.unwrap() {
+    for s in servers {
+        for t in Toxiproxy::new(&s.borrow().url()).unwrap().toxics("backend").await.unwrap() {
             if owner_of(&t.name).is_some() {
                 left.push(t.name);
             }
