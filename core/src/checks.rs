@@ -79,6 +79,11 @@ pub fn server_label(i: usize, target_names: &[String], labels: &[String]) -> Opt
     sorted.get(i).cloned()
 }
 
+/// The metrics label and harm of each faulted target, among the client's `labels`.
+pub fn faulted(faults: &[Fault], target_names: &[String], labels: &[String]) -> Vec<(String, Harm)> {
+    faults.iter().filter_map(|f| Some((server_label(f.target as usize, target_names, labels)?, harm(f)?))).collect()
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
@@ -221,10 +226,7 @@ fn context<'a>(faults: &[Fault], target_names: &[String], observations: &'a [Pha
         .into_iter()
         .collect();
     let n = target_names.len().max(labels.len());
-    let faulted: Vec<(String, Harm)> = faults
-        .iter()
-        .filter_map(|f| Some((server_label(f.target as usize, target_names, &labels)?, harm(f)?)))
-        .collect();
+    let faulted = faulted(faults, target_names, &labels);
     let healthy: Vec<String> = (0..n)
         .filter_map(|i| server_label(i, target_names, &labels))
         .filter(|l| !faulted.iter().any(|(f, _)| f == l))

@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::{
     api::{Fault, Phase, PhaseObservation, Timings},
-    checks::{CONCENTRATION, Harm, harm, server_label},
+    checks::{CONCENTRATION, Harm, faulted},
     client_metrics::{BreakerState, Scrape},
     engine::Plan,
 };
@@ -87,11 +87,7 @@ impl Stopwatch {
 
     fn watch_testing(&mut self, at: Timestamp, now: &Scrape, shares: &Shares, base: &Shares) {
         let labels: Vec<String> = now.keys().cloned().collect();
-        let faulted: Vec<(String, Harm)> = self
-            .faults
-            .iter()
-            .filter_map(|f| Some((server_label(f.target as usize, &self.target_names, &labels)?, harm(f)?)))
-            .collect();
+        let faulted = faulted(&self.faults, &self.target_names, &labels);
         if faulted.is_empty() {
             return;
         }

