@@ -3,7 +3,8 @@
 #   - Debian packages: redis-server (real backends), redis-tools (redis-benchmark),
 #     chromium (renders the HTML report in a test), prometheus (promtool and a real Prometheus
 #     for the dashboard test), nix-bin (parses and evaluates flake.nix), containerd and runc
-#     (import the built images as `kind load` does and run them), jq (hack/build-images.sh)
+#     (import the built images as `kind load` does and run them), jq (hack/build-images.sh),
+#     nftables and iproute2 (the kernel packet-loss reference: nft drops in a network namespace)
 #   - toxiproxy-server, built from the Go module proxy into ~/.cache/chaoslab
 #   - the Kubernetes test control plane (kube-apiserver, etcd, helm), see hack/testenv/
 # The tools' versions are in hack/versions.env.
@@ -20,6 +21,8 @@ command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 command -v containerd >/dev/null || need_apt+=(containerd)
 command -v runc >/dev/null || need_apt+=(runc)
 command -v jq >/dev/null || need_apt+=(jq)
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to apt-get install ${need_apt[*]} (or install them yourself)" >&2

@@ -114,7 +114,8 @@ impl<'a> Experiment<'a> {
     /// the run is over once its phase is Completed.
     pub async fn step(&mut self) -> anyhow::Result<Moment> {
         let now = Timestamp::now();
-        let moment = engine::moment(&self.spec, &self.owner, self.lab.servers.len(), &self.plan, now)?;
+        let proxies: Vec<_> = self.lab.servers.iter().map(|s| s.kind).collect();
+        let moment = engine::moment(&self.spec, &self.owner, &proxies, &self.plan, now)?;
         self.converge(&moment.targets, now).await?;
         if moment.phase != self.phase {
             self.phase = moment.phase;

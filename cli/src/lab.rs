@@ -6,7 +6,10 @@
 use std::{net::SocketAddr, process::Stdio, time::Duration};
 
 use anyhow::{Context as _, bail};
-use chaoslab_core::client_metrics::{self, Scrape};
+use chaoslab_core::{
+    client_metrics::{self, Scrape},
+    faults::ProxyKind,
+};
 use chaoslab_faultproxy::FaultProxy;
 use chaoslab_loadgen::{Config, LoadGenerator, RunHandle, Target};
 use chaoslab_telemetry::ScenarioMetrics;
@@ -64,6 +67,8 @@ pub struct LabServer {
     pub proxy: String,
     /// The proxy's address: what the client connects to.
     pub listen: String,
+    /// What serves it: the fault proxy has chaoslab's own packet_loss toxic.
+    pub kind: ProxyKind,
 }
 
 enum Backend {
@@ -144,7 +149,7 @@ impl Lab {
         let mut servers = Vec::new();
         for (i, (url, upstream)) in admins.iter().zip(&upstreams).enumerate() {
             let toxiproxy = Toxiproxy::new(url).with_context(|| format!("--toxiproxy {url}"))?;
-            toxiproxy.version().await.with_context(|| format!("cannot reach the Toxiproxy at {url}"))?;
+            let version = toxiproxy.version().await.with_context(|| format!("cannot reach the Toxiproxy at {url}"))?;
             let name = format!("server-{i}");
             let proxy = format!("chaoslab-{name}");
             // A proxy left by an interrupted earlier run has our name: replace it.
@@ -161,7 +166,8 @@ impl Lab {
                 })
                 .await
                 .with_context(|| format!("creating proxy {proxy} listening on {listen} on {url}"))?;
-            servers.push(LabServer { name, toxiproxy, proxy, listen: created.listen });
+            let kind = ProxyKind::from_version(&version);
+            servers.push(LabServer { name, toxiproxy, proxy, listen: created.listen, kind });
         }
         let registry = Registry::new();
         let scenario_metrics = ScenarioMetrics::register(&registry)?;

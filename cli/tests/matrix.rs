@@ -5,7 +5,8 @@
 //!
 //! By default it runs every scenario with the resilient client and every pair expected to fail;
 //! `CHAOSLAB_MATRIX=all` also runs the pairs where a flawed client is expected to pass or to vary.
-//! `CHAOSLAB_MATRIX_JOBS` (default 4) pairs run at once.
+//! `CHAOSLAB_MATRIX_JOBS` (default 4) pairs run at once; `CHAOSLAB_MATRIX_ONLY=packet-loss-30` runs
+//! only the scenarios whose name contains it.
 
 use std::{
     collections::BTreeSet,
@@ -43,24 +44,13 @@ const NEVER_HEALS: &[&str] = &["faulted-breakers-heal", "breakers-closed-at-end"
 /// One breaker opening opens the healthy ones too.
 const TRIPS_HEALTHY: &[&str] = &["healthy-breakers-closed"];
 
-// What 30 % packet loss does to a pooling client: it blackholes ~30 % of its few connections
-// (about five per server at this load), which time out once and are replaced; after that the
-// server is healthy. The fault can miss every connection (faults-felt fails), and a client that
-// avoided the server goes back to it (traffic-shifts-away fails when it is back before late Testing).
-const LOSSY: &[&str] = &["faults-felt", "traffic-shifts-away"];
-const LOSSY_NEVER_HEALS: &[&str] =
-    &["faults-felt", "traffic-shifts-away", "breakers-closed-at-end", "traffic-spreads-back"];
-const LOSSY_TRIPS_HEALTHY: &[&str] = &["faults-felt", "traffic-shifts-away", "healthy-breakers-closed"];
-
 // One row per kind of scenario, clients in [`CLIENTS`] order.
-const LOSS_30: [Expect; 6] = [
-    Varies(LOSSY),
-    Failed(KEEPS_SLOW),
-    Varies(LOSSY_NEVER_HEALS),
-    Varies(LOSSY_TRIPS_HEALTHY),
-    Failed(KEEPS_SLOW),
-    Varies(LOSSY),
-];
+// 30 % packet loss makes most of a lossy server's replies late (TCP retransmissions) on every
+// connection: a client that routes by load moves away from it, one that does not keeps its share.
+// Its breaker trips only if enough slow calls reach it in one window, as for +500 ms: the breaker
+// flaws pass then (every run measured), but may show.
+const LOSS_30: [Expect; 6] =
+    [Passed, Failed(KEEPS_SLOW), Varies(NEVER_HEALS), Varies(TRIPS_HEALTHY), Failed(KEEPS_SLOW), Passed];
 const LOSS_100: [Expect; 6] = [Passed, Failed(KEEPS_DEAD), Failed(NEVER_HEALS), Failed(TRIPS_HEALTHY), Passed, Passed];
 const LATENCY_100: [Expect; 6] = [Passed, Failed(KEEPS_SLOW), Passed, Passed, Failed(KEEPS_SLOW), Passed];
 const LATENCY_500: [Expect; 6] =
@@ -192,8 +182,10 @@ fn report(dir: &Path, scenario: &str) -> Value {
 /// The pairs this run covers.
 fn selected() -> Vec<(&'static str, Option<&'static str>, Expect)> {
     let all = std::env::var("CHAOSLAB_MATRIX").is_ok_and(|v| v == "all");
+    let only = std::env::var("CHAOSLAB_MATRIX_ONLY").unwrap_or_default();
     MATRIX
         .iter()
+        .filter(|(scenario, _)| scenario.contains(only.as_str()))
         .flat_map(|(scenario, row)| CLIENTS.iter().zip(row).map(move |(c, e)| (*scenario, *c, *e)))
         .filter(|(_, client, expect)| all || client.is_none() || matches!(expect, Failed(_)))
         .collect()

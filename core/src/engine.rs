@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::{
     api::{ChaosScenarioSpec, Fault, Phase, PhaseRecord, Phases},
     catalog,
-    faults::{DesiredProxy, desired_for},
+    faults::{DesiredProxy, ProxyKind, desired_for},
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -160,19 +160,19 @@ pub struct Moment {
 /// every target is reset (enabled, no toxic of the owner's nor any that is not chaoslab's); during
 /// Testing each faulted target holds exactly its fault's toxics and the others are clean; before the
 /// start and after the end the owner only lets go ([`DesiredProxy::release`]). `owner` tags the
-/// toxic names.
+/// toxic names; `proxies` has the kind of each target's proxy, in target order.
 pub fn moment(
     spec: &ChaosScenarioSpec,
     owner: &str,
-    targets: usize,
+    proxies: &[ProxyKind],
     plan: &Plan,
     now: Timestamp,
 ) -> Result<Moment, EngineError> {
-    let faults = resolve_faults(spec, targets)?;
+    let faults = resolve_faults(spec, proxies.len())?;
     let phase = plan.phase_at(now);
-    let desired = (0..targets)
+    let desired = (0..proxies.len())
         .map(|i| match faults.iter().find(|f| f.target as usize == i) {
-            Some(f) if phase == Phase::Testing => desired_for(f, owner),
+            Some(f) if phase == Phase::Testing => desired_for(f, owner, proxies[i]),
             _ if phase == Phase::Testing => DesiredProxy::clean(owner),
             _ if Phase::TIMED.contains(&phase) => DesiredProxy::reset(owner),
             _ => DesiredProxy::release(owner),
@@ -211,7 +211,7 @@ mod tests {
     }
 
     fn run(s: &ChaosScenarioSpec, targets: usize, now: Timestamp) -> Result<Moment, EngineError> {
-        moment(s, "o", targets, &Plan::new(t0(), &s.phases), now)
+        moment(s, "o", &vec![ProxyKind::Toxiproxy; targets], &Plan::new(t0(), &s.phases), now)
     }
 
     fn toxic_counts(m: &Moment) -> Vec<usize> {
@@ -267,10 +267,24 @@ mod tests {
     #[test]
     fn testing_targets_hold_exactly_their_faults_and_others_are_clean() {
         let s = spec("multi-failure-2-servers-latency");
-        let m = moment(&s, "abc", 3, &Plan::new(t0(), &s.phases), at(45)).unwrap();
-        assert_eq!(m.targets[0], desired_for(&latency(0, 500), "abc"));
-        assert_eq!(m.targets[1], desired_for(&latency(1, 500), "abc"));
+        let m = moment(&s, "abc", &[ProxyKind::Toxiproxy; 3], &Plan::new(t0(), &s.phases), at(45)).unwrap();
+        assert_eq!(m.targets[0], desired_for(&latency(0, 500), "abc", ProxyKind::Toxiproxy));
+        assert_eq!(m.targets[1], desired_for(&latency(1, 500), "abc", ProxyKind::Toxiproxy));
         assert_eq!(m.targets[2], DesiredProxy::clean("abc"));
+    }
+
+    #[test]
+    fn each_target_gets_the_mapping_of_its_proxy() {
+        let s = spec("multi-failure-2-servers-packet-loss");
+        let mut s = ChaosScenarioSpec { template: None, faults: Some(vec![loss(0, 30.0), loss(1, 30.0)]), ..s };
+        let proxies = [ProxyKind::Faultproxy, ProxyKind::Toxiproxy, ProxyKind::Faultproxy];
+        let m = moment(&s, "o", &proxies, &Plan::new(t0(), &s.phases), at(45)).unwrap();
+        assert_eq!(m.targets[0], desired_for(&loss(0, 30.0), "o", ProxyKind::Faultproxy));
+        assert_eq!(m.targets[1], desired_for(&loss(1, 30.0), "o", ProxyKind::Toxiproxy));
+        assert_ne!(m.targets[0].toxics, m.targets[1].toxics);
+        s.faults = Some(vec![loss(0, 100.0), loss(1, 100.0)]);
+        let m = moment(&s, "o", &proxies, &Plan::new(t0(), &s.phases), at(45)).unwrap();
+        assert_eq!(m.targets[0].toxics, m.targets[1].toxics, "a blackhole is a blackhole on both");
     }
 
     #[test]
@@ -323,7 +337,7 @@ mod tests {
         assert_eq!(plan.phase_at(at(39)), Phase::Testing);
         assert_eq!(plan.phase_at(at(40)), Phase::Recovery);
         assert_eq!(plan.end(), at(100));
-        assert_eq!(toxic_counts(&moment(&s, "o", 3, &plan, at(45)).unwrap()), [0, 0, 0]);
+        assert_eq!(toxic_counts(&moment(&s, "o", &[ProxyKind::Toxiproxy; 3], &plan, at(45)).unwrap()), [0, 0, 0]);
         // An abort time outside Testing changes nothing.
         assert_eq!(Plan::new(t0(), &s.phases).abort_at(Some(at(5))).end(), at(150));
     }

@@ -86,29 +86,89 @@ pub fn is_down_marker(toxic_name: &str, owner: &str) -> bool {
     toxic_name == name(owner, DOWN, Stream::Upstream)
 }
 
-/// Each loss toxic's toxicity for `percent` % of connections blackholed. Toxiproxy draws every
-/// toxic independently per connection and either direction's blackhole loses the replies, so each
-/// gets q with 1 − (1 − q)² = p (q = p would blackhole 51 % of connections for 30 %).
-fn loss_toxicity(percent: f64) -> f64 {
-    let p = (percent / 100.0).clamp(0.0, 1.0);
-    1.0 - (1.0 - p).sqrt()
+/// Which Toxiproxy API a target's proxy serves: decides how partial packet loss is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ProxyKind {
+    /// toxiproxy-server 2.12.0: its seven toxic types.
+    #[default]
+    Toxiproxy,
+    /// chaoslab's fault proxy: those and chaoslab's own `packet_loss`.
+    Faultproxy,
 }
 
-/// The proxy state one fault asks for, with toxics named for `owner`.
-pub fn desired_for(fault: &Fault, owner: &str) -> DesiredProxy {
+/// The build metadata by which the fault proxy names itself in `GET /version` (`2.12.0+chaoslab-faultproxy`).
+pub const FAULTPROXY_BUILD: &str = "chaoslab-faultproxy";
+
+impl ProxyKind {
+    /// The kind of a server from its `GET /version` answer.
+    pub fn from_version(version: &str) -> Self {
+        match version.split_once('+') {
+            Some((_, build)) if build == FAULTPROXY_BUILD => ProxyKind::Faultproxy,
+            _ => ProxyKind::Toxiproxy,
+        }
+    }
+}
+
+/// Linux's minimum retransmission timeout (TCP_RTO_MIN): a lost segment is sent again this late at
+/// the soonest, on any link as fast as loopback or a LAN.
+const RTO_MS: i64 = 200;
+/// Linux's initial SYN (and SYN-ACK) retransmission timeout (TCP_TIMEOUT_INIT).
+const SYN_RTO_MS: i64 = 1000;
+
+/// The toxics for `percent` % packet loss on the packets the server sends (README, fault mapping).
+fn loss_toxics(owner: &str, percent: f64, kind: ProxyKind) -> Vec<Toxic> {
+    let p = (percent / 100.0).clamp(0.0, 1.0);
+    let toxic = |what: &str, kind: ToxicType, stream: Stream, toxicity: f64, attributes: &[(&str, i64)]| Toxic {
+        name: name(owner, what, stream),
+        kind,
+        stream,
+        toxicity,
+        attributes: attributes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    };
+    if p >= 1.0 {
+        // A blackhole: timeout 0 drops data and never closes, on both directions.
+        return [Stream::Upstream, Stream::Downstream]
+            .map(|s| toxic("loss", ToxicType::Timeout, s, 1.0, &[("timeout", 0)]))
+            .into();
+    }
+    if p <= 0.0 {
+        return Vec::new();
+    }
+    match kind {
+        ProxyKind::Faultproxy => {
+            let permille = (p * 1000.0).round() as i64;
+            let attributes = [("permille", permille), ("rto", RTO_MS), ("syn_rto", SYN_RTO_MS), ("correlation", 0)];
+            vec![toxic("loss", ToxicType::PacketLoss, Stream::Downstream, 1.0, &attributes)]
+        }
+        ProxyKind::Toxiproxy => vec![
+            // Toxiproxy has no loss and draws a latency per chunk uniformly: it cannot make TCP's
+            // step at the retransmission timeout. The closest combination we measured (README,
+            // fault mapping; toxiproxy/tests/packet_loss.rs): 1.5 p of replies late uniformly up
+            // to 2 RTO, so about p of them at least one RTO, as many as a kernel retransmits ...
+            toxic("lossfirst", ToxicType::Latency, Stream::Downstream, 1.0, &jitter_for(1.5 * p, 2 * RTO_MS)),
+            // ... p² of requests late up to 5 RTO, for the deeper losses (two or more in a row) ...
+            toxic("lossdeep", ToxicType::Latency, Stream::Upstream, 1.0, &jitter_for(p * p, 5 * RTO_MS)),
+            // ... and a new connection's lost SYN-ACK, which costs a second: a client with a timeout
+            // of 1 s or less gives up on it as on a blackholed connection.
+            toxic("losshandshake", ToxicType::Timeout, Stream::Downstream, p, &[("timeout", 0)]),
+        ],
+    }
+}
+
+/// Latency attributes that delay a share `share` of chunks (the rest not at all), uniformly up to
+/// `max_ms`: Toxiproxy draws latency ± jitter per chunk and sends a negative delay at once, so
+/// latency = max − jitter with jitter = max / (2 · share) leaves `1 − share` of the draws ≤ 0. A
+/// share above 1 delays every chunk, uniformly between max · (1 − 1 / share) and max.
+fn jitter_for(share: f64, max_ms: i64) -> [(&'static str, i64); 2] {
+    let jitter = (max_ms as f64 / (2.0 * share)).round().min(1e15) as i64;
+    [("latency", max_ms - jitter), ("jitter", jitter)]
+}
+
+/// The proxy state one fault asks for on a proxy of `kind`, with toxics named for `owner`.
+pub fn desired_for(fault: &Fault, owner: &str, kind: ProxyKind) -> DesiredProxy {
     let mut toxics = Vec::new();
     if let Some(loss) = &fault.packet_loss {
-        // A blackhole: timeout 0 drops data and never closes, on both directions.
-        let toxicity = loss_toxicity(loss.percent);
-        for stream in [Stream::Upstream, Stream::Downstream] {
-            toxics.push(Toxic {
-                name: name(owner, "loss", stream),
-                kind: ToxicType::Timeout,
-                stream,
-                toxicity,
-                attributes: [("timeout".to_string(), 0)].into(),
-            });
-        }
+        toxics.extend(loss_toxics(owner, loss.percent, kind));
     }
     if let Some(lat) = &fault.latency {
         toxics.push(Toxic {
@@ -145,39 +205,88 @@ mod tests {
         catalog::{latency, loss},
     };
 
+    const KINDS: [ProxyKind; 2] = [ProxyKind::Toxiproxy, ProxyKind::Faultproxy];
+
     #[test]
-    fn full_packet_loss_is_a_blackhole_both_ways() {
-        let d = desired_for(&loss(0, 100.0), "abc12345");
-        assert_eq!(d.enabled, Some(true));
-        assert_eq!(d.toxics.len(), 2);
-        for (t, stream) in d.toxics.iter().zip([Stream::Upstream, Stream::Downstream]) {
-            assert_eq!(t.kind, ToxicType::Timeout);
-            assert_eq!(t.stream, stream);
-            assert_eq!(t.toxicity, 1.0);
-            assert_eq!(t.attributes["timeout"], 0);
-            assert_eq!(owner_of(&t.name), Some("abc12345"));
+    fn full_packet_loss_is_a_blackhole_both_ways_on_every_proxy() {
+        for kind in KINDS {
+            let d = desired_for(&loss(0, 100.0), "abc12345", kind);
+            assert_eq!(d.enabled, Some(true));
+            assert_eq!(d.toxics.len(), 2);
+            for (t, stream) in d.toxics.iter().zip([Stream::Upstream, Stream::Downstream]) {
+                assert_eq!(t.kind, ToxicType::Timeout);
+                assert_eq!(t.stream, stream);
+                assert_eq!(t.toxicity, 1.0);
+                assert_eq!(t.attributes["timeout"], 0);
+                assert_eq!(owner_of(&t.name), Some("abc12345"));
+            }
         }
     }
 
     #[test]
-    fn partial_loss_blackholes_that_share_of_connections() {
-        for percent in [0.0, 1.0, 10.0, 30.0, 50.0, 90.0, 99.9, 100.0] {
-            let d = desired_for(&loss(1, percent), "o");
-            let streams: Vec<Stream> = d.toxics.iter().map(|t| t.stream).collect();
-            assert_eq!(streams, [Stream::Upstream, Stream::Downstream]);
-            let q = d.toxics[0].toxicity;
-            assert_eq!(d.toxics[1].toxicity, q);
-            // Drawn independently per connection: blackholed if either draw hits.
-            let either = 1.0 - (1.0 - q) * (1.0 - q);
-            assert!((either - percent / 100.0).abs() < 1e-9, "{percent} %: toxicity {q} blackholes {either}");
+    fn no_loss_is_no_toxic() {
+        for kind in KINDS {
+            assert_eq!(desired_for(&loss(0, 0.0), "o", kind), DesiredProxy::clean("o"));
         }
+    }
+
+    #[test]
+    fn partial_loss_on_the_fault_proxy_is_its_packet_loss_toxic_on_the_servers_packets() {
+        for (percent, permille) in [(0.04, 0), (0.05, 1), (10.0, 100), (30.0, 300), (99.9, 999)] {
+            let d = desired_for(&loss(1, percent), "o", ProxyKind::Faultproxy);
+            assert_eq!(d.toxics.len(), 1, "{percent} %");
+            let t = &d.toxics[0];
+            assert_eq!((t.kind, t.stream, t.toxicity), (ToxicType::PacketLoss, Stream::Downstream, 1.0));
+            let a = |k: &str| t.attributes[k];
+            assert_eq!([a("permille"), a("rto"), a("syn_rto"), a("correlation")], [permille, 200, 1000, 0]);
+            assert_eq!(owner_of(&t.name), Some("o"));
+        }
+    }
+
+    /// The share of a latency toxic's draws latency + U[-jitter, jitter) that delay at all, and the
+    /// longest delay.
+    fn delayed_share_and_max(t: &Toxic) -> (f64, i64) {
+        let (l, j) = (t.attributes["latency"], t.attributes["jitter"]);
+        ((l + j) as f64 / (2 * j) as f64, l + j)
+    }
+
+    #[test]
+    fn partial_loss_on_toxiproxy_delays_a_share_of_replies_and_blackholes_handshakes() {
+        for percent in [1.0, 10.0, 30.0, 50.0, 90.0] {
+            let p = percent / 100.0;
+            let d = desired_for(&loss(1, percent), "o", ProxyKind::Toxiproxy);
+            let kinds: Vec<(ToxicType, Stream)> = d.toxics.iter().map(|t| (t.kind, t.stream)).collect();
+            let expected = [
+                (ToxicType::Latency, Stream::Downstream),
+                (ToxicType::Latency, Stream::Upstream),
+                (ToxicType::Timeout, Stream::Downstream),
+            ];
+            assert_eq!(kinds, expected);
+            let (first, deep) = (delayed_share_and_max(&d.toxics[0]), delayed_share_and_max(&d.toxics[1]));
+            // 1.5 p of replies up to 400 ms (above 1: every reply, from 400 · (1 − 1 / 1.5 p) ms).
+            assert!((first.0 - 1.5 * p).abs() < 0.002 && first.1 == 400, "{percent} %: first retransmission {first:?}");
+            assert!((deep.0 - p * p).abs() < 0.002 && deep.1 == 1000, "{percent} %: deeper ones {deep:?}");
+            assert_eq!([d.toxics[0].toxicity, d.toxics[1].toxicity, d.toxics[2].toxicity], [1.0, 1.0, p]);
+            assert_eq!(d.toxics[2].attributes["timeout"], 0);
+            let mut names: Vec<&str> = d.toxics.iter().map(|t| t.name.as_str()).collect();
+            names.dedup();
+            assert_eq!(names.len(), 3, "unique names: {names:?}");
+        }
+    }
+
+    #[test]
+    fn the_fault_proxy_is_known_by_its_version() {
+        assert_eq!(ProxyKind::from_version("2.12.0+chaoslab-faultproxy"), ProxyKind::Faultproxy);
+        assert_eq!(ProxyKind::from_version("2.12.0"), ProxyKind::Toxiproxy);
+        assert_eq!(ProxyKind::from_version("2.12.0+other"), ProxyKind::Toxiproxy);
+        assert_eq!(ProxyKind::from_version(""), ProxyKind::Toxiproxy);
     }
 
     #[test]
     fn latency_is_downstream_with_jitter() {
         let mut f = latency(2, 500);
         f.latency.as_mut().unwrap().jitter_ms = Some(50);
-        let d = desired_for(&f, "o");
+        let d = desired_for(&f, "o", ProxyKind::Toxiproxy);
         assert_eq!(d.toxics.len(), 1);
         let t = &d.toxics[0];
         assert_eq!((t.kind, t.stream), (ToxicType::Latency, Stream::Downstream));
@@ -186,7 +295,7 @@ mod tests {
 
     #[test]
     fn down_disables_the_proxy_and_marks_who_did() {
-        let d = desired_for(&Fault { target: 0, down: Some(true), ..Fault::default() }, "o");
+        let d = desired_for(&Fault { target: 0, down: Some(true), ..Fault::default() }, "o", ProxyKind::Toxiproxy);
         let expected =
             DesiredProxy { enabled: Some(false), toxics: vec![down_marker("o")], ..DesiredProxy::clean("o") };
         assert_eq!(d, expected);
@@ -195,7 +304,7 @@ mod tests {
         assert_eq!(owner_of(&marker.name), Some("o"));
         assert!(is_down_marker(&marker.name, "o"));
         assert!(!is_down_marker(&marker.name, "p"));
-        assert!(!is_down_marker(&desired_for(&latency(0, 5), "o").toxics[0].name, "o"));
+        assert!(!is_down_marker(&desired_for(&latency(0, 5), "o", ProxyKind::Toxiproxy).toxics[0].name, "o"));
     }
 
     #[test]
@@ -207,7 +316,7 @@ mod tests {
             attributes: ToxicAttributes { rate: Some(10), ..Default::default() },
         };
         let f = Fault { target: 0, toxics: Some(vec![bw.clone(), bw]), ..Fault::default() };
-        let d = desired_for(&f, "o");
+        let d = desired_for(&f, "o", ProxyKind::Toxiproxy);
         assert_eq!(d.toxics.len(), 2);
         assert_ne!(d.toxics[0].name, d.toxics[1].name);
         assert_eq!(d.toxics[0].toxicity, 0.5);

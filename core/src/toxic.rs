@@ -24,7 +24,8 @@ impl Stream {
     }
 }
 
-/// The toxic types Toxiproxy v2 knows.
+/// The toxic types: Toxiproxy v2's, and chaoslab's own `packet_loss` (the embedded fault proxy
+/// only; see `faultproxy/README.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToxicType {
@@ -35,10 +36,24 @@ pub enum ToxicType {
     ResetPeer,
     Slicer,
     LimitData,
+    /// What TCP makes of lost packets: data late by retransmission timeouts, never dropped.
+    PacketLoss,
 }
 
 impl ToxicType {
-    pub const ALL: [ToxicType; 7] = [
+    pub const ALL: [ToxicType; 8] = [
+        ToxicType::Latency,
+        ToxicType::Bandwidth,
+        ToxicType::SlowClose,
+        ToxicType::Timeout,
+        ToxicType::ResetPeer,
+        ToxicType::Slicer,
+        ToxicType::LimitData,
+        ToxicType::PacketLoss,
+    ];
+
+    /// The types a toxiproxy-server 2.12.0 has (all but chaoslab's own).
+    pub const TOXIPROXY: [ToxicType; 7] = [
         ToxicType::Latency,
         ToxicType::Bandwidth,
         ToxicType::SlowClose,
@@ -57,6 +72,7 @@ impl ToxicType {
             ToxicType::ResetPeer => "reset_peer",
             ToxicType::Slicer => "slicer",
             ToxicType::LimitData => "limit_data",
+            ToxicType::PacketLoss => "packet_loss",
         }
     }
 
@@ -69,6 +85,7 @@ impl ToxicType {
             ToxicType::Timeout | ToxicType::ResetPeer => &["timeout"],
             ToxicType::Slicer => &["average_size", "size_variation", "delay"],
             ToxicType::LimitData => &["bytes"],
+            ToxicType::PacketLoss => &["permille", "rto", "syn_rto", "correlation"],
         }
     }
 }
@@ -120,6 +137,14 @@ mod tests {
         let json = serde_json::to_value(&t).unwrap();
         assert_eq!(json["type"], "latency");
         assert_eq!(json["stream"], "downstream");
+    }
+
+    #[test]
+    fn toxiproxy_has_every_type_but_chaoslabs_own() {
+        let own: Vec<ToxicType> = ToxicType::ALL.into_iter().filter(|t| !ToxicType::TOXIPROXY.contains(t)).collect();
+        assert_eq!(own, [ToxicType::PacketLoss]);
+        let json = serde_json::to_value(ToxicType::PacketLoss).unwrap();
+        assert_eq!(json, ToxicType::PacketLoss.as_str());
     }
 
     #[test]

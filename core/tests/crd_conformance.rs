@@ -118,6 +118,12 @@ async fn invalid_resources_are_rejected_with_a_message_naming_the_field() {
             &["spec.faults[0].toxics[0].type", "Unsupported value"],
         ),
         (
+            // The operator's targets are toxiproxy-servers; packetLoss is how to ask for it.
+            "chaoslab's own toxic type as a custom toxic",
+            faults(json!([{"target": 0, "toxics": [{"type": "packet_loss", "attributes": {}}]}])),
+            &["spec.faults[0].toxics[0].type", "Unsupported value"],
+        ),
+        (
             "unknown stream",
             faults(json!([{"target": 0, "toxics": [{"type": "bandwidth", "stream": "sideways"}]}])),
             &["spec.faults[0].toxics[0].stream", "Unsupported value"],

@@ -114,10 +114,15 @@ struct Stage {
     debt_ns: i64,
     /// timeout > 0: when it closes the link unless data arrives first.
     deadline: Option<Instant>,
+    /// packet_loss: the next chunk is the connection's first (it waits for the handshake too).
+    handshake: bool,
+    /// packet_loss: whether the last transmission drawn was lost (for correlated losses).
+    previous_lost: bool,
 }
 
 impl Stage {
-    fn start(t: &StoredToxic, now: Instant, rng: &mut fastrand::Rng) -> Self {
+    /// `at_connect`: the toxic starts with the connection, not added to it later.
+    fn start(t: &StoredToxic, now: Instant, rng: &mut fastrand::Rng, at_connect: bool) -> Self {
         let params = Params::of(&t.toxic);
         let deadline = match params {
             Params::Timeout { timeout_ms } if timeout_ms > 0 => Some(now + ms(timeout_ms)),
@@ -131,6 +136,8 @@ impl Stage {
             sent: 0,
             debt_ns: 0,
             deadline,
+            handshake: at_connect,
+            previous_lost: false,
         }
     }
 }
@@ -218,6 +225,8 @@ struct Direction<'a> {
     work: Vec<Work>,
     rng: fastrand::Rng,
     buf: Box<[u8]>,
+    /// The chain has been applied once (the toxics of the first application start with the connection).
+    started: bool,
 }
 
 impl<'a> Direction<'a> {
@@ -240,6 +249,7 @@ impl<'a> Direction<'a> {
             work: Vec::new(),
             rng: fastrand::Rng::new(),
             buf: vec![0; READ_SIZE].into_boxed_slice(),
+            started: false,
         }
     }
 
@@ -351,6 +361,7 @@ impl<'a> Direction<'a> {
         let mut old: Vec<Option<Stage>> = std::mem::take(&mut self.stages).into_iter().map(Some).collect();
         let mut kept = vec![None; old.len()];
         let now = Instant::now();
+        let at_connect = !std::mem::replace(&mut self.started, true);
         for (ni, (t, fate)) in new.iter().zip(fates).enumerate() {
             let stage = match fate {
                 Fate::Keep(oi) => {
@@ -359,9 +370,9 @@ impl<'a> Direction<'a> {
                 }
                 Fate::Restart(oi) => {
                     let prev = old[oi].take().expect("each old toxic maps once");
-                    Stage { sent: prev.sent, ..Stage::start(t, now, &mut self.rng) }
+                    Stage { sent: prev.sent, ..Stage::start(t, now, &mut self.rng, false) }
                 }
-                Fate::Fresh => Stage::start(t, now, &mut self.rng),
+                Fate::Fresh => Stage::start(t, now, &mut self.rng, at_connect),
             };
             self.stages.push(stage);
         }
@@ -449,6 +460,15 @@ impl<'a> Direction<'a> {
             Params::Latency { latency_ms, jitter_ms } => {
                 let delay = latency::delay(latency_ms, jitter_ms, self.rng.f64());
                 let (until, carried) = latency::release(chunk.read_at, now, delay);
+                steps.push(Work::WaitUntil { pos, until });
+                steps.push(Work::Data { pos: next, chunk: Chunk { data: chunk.data, read_at: carried } });
+            }
+            Params::PacketLoss(loss) => {
+                let rng = &mut self.rng;
+                let late = loss.late(stage.handshake, &mut stage.previous_lost, &mut || rng.f64());
+                stage.handshake = false;
+                // As latency: late from its read time, and in order behind the chunks before it.
+                let (until, carried) = latency::release(chunk.read_at, now, late);
                 steps.push(Work::WaitUntil { pos, until });
                 steps.push(Work::Data { pos: next, chunk: Chunk { data: chunk.data, read_at: carried } });
             }
@@ -580,7 +600,12 @@ impl<'a> Direction<'a> {
                 return Event::Ready;
             }
             let timeout = if mode.timeouts { self.next_timeout() } else { None };
-            let latency_active = self.stages.iter().any(|s| s.active && matches!(s.params, Params::Latency { .. }));
+            // A holding toxic lets the source be read on meanwhile: later chunks are timed from
+            // their own read (TCP's receiver, too, buffers what arrives behind a lost segment).
+            let latency_active = self
+                .stages
+                .iter()
+                .any(|s| s.active && matches!(s.params, Params::Latency { .. } | Params::PacketLoss(_)));
             let may_read = !self.source_done
                 && (mode.want_data || (mode.read_ahead && latency_active && self.queue.len() < READ_AHEAD));
             let bit = self.source as u8;

@@ -127,6 +127,8 @@ fn go_type(kind: ToxicType) -> (&'static str, &'static str) {
         ToxicType::ResetPeer => ("ResetToxic", "int64"),
         ToxicType::Slicer => ("SlicerToxic", "int"),
         ToxicType::LimitData => ("LimitDataToxic", "int64"),
+        // chaoslab's own: named as Toxiproxy would name it.
+        ToxicType::PacketLoss => ("PacketLossToxic", "int64"),
     }
 }
 

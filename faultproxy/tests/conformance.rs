@@ -10,7 +10,7 @@ use std::{
 
 use chaoslab_core::{
     catalog::{down, latency, loss},
-    faults::{DesiredProxy, desired_for},
+    faults::{DesiredProxy, ProxyKind, desired_for},
     toxic::{Stream, Toxic, ToxicType},
 };
 use chaoslab_faultproxy::FaultProxy;
@@ -194,6 +194,30 @@ both!(
     removing_a_timeout_closes_even_connections_it_spared,
 );
 
+/// chaoslab's `packet_loss` toxic is the fault proxy's own: a real toxiproxy-server refuses it as any
+/// unknown type; the fault proxy keeps it with every attribute, and its replies come late, never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_loss_is_the_fault_proxys_own() {
+    let t = toxic("loss", ToxicType::PacketLoss, Stream::Downstream, &[("permille", 300), ("rto", 20)]);
+    let real = lab(Kind::Real).await;
+    match real.client.create_toxic("backend", &t).await.unwrap_err() {
+        Error::Api { status: 400, message, .. } => assert_eq!(message, "invalid toxic type"),
+        other => panic!("expected a 400, got {other}"),
+    }
+    let embedded = lab(Kind::Embedded).await;
+    let created = embedded.client.create_toxic("backend", &t).await.unwrap();
+    let attributes: Vec<(&str, i64)> = created.attributes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(attributes, [("correlation", 0), ("permille", 300), ("rto", 20), ("syn_rto", 0)]);
+    let mut conn = connect(embedded.listen).await.unwrap();
+    let mut late = 0;
+    for _ in 0..50 {
+        // 30 % of replies lost once or more: 20 ms late, 40 ms after two losses, and so on.
+        let rtt = ping(&mut conn, Duration::from_secs(5)).await.expect("every reply arrives");
+        late += usize::from(rtt >= Duration::from_millis(20));
+    }
+    assert!((4..=28).contains(&late), "{late} of 50 replies late");
+}
+
 async fn client_crud_and_errors(kind: Kind) {
     let lab = lab(kind).await;
     let c = &lab.client;
@@ -298,7 +322,7 @@ async fn full_loss_blackholes_until_removed(kind: Kind) {
     let mut before = connect(lab.listen).await.unwrap();
     ping(&mut before, Duration::from_secs(2)).await.expect("healthy proxy answers");
 
-    lab.client.converge("backend", &desired_for(&loss(0, 100.0), OWNER)).await.unwrap();
+    lab.client.converge("backend", &desired_for(&loss(0, 100.0), OWNER, ProxyKind::Toxiproxy)).await.unwrap();
     let mut conn = connect(lab.listen).await.expect("a blackhole still accepts connections");
     assert_eq!(ping(&mut conn, Duration::from_millis(600)).await.unwrap_err(), "timed out");
     assert!(ping(&mut before, Duration::from_millis(400)).await.is_err(), "existing connections are blackholed too");
@@ -313,8 +337,9 @@ async fn full_loss_blackholes_until_removed(kind: Kind) {
 
 async fn partial_loss_is_drawn_per_connection(kind: Kind) {
     let lab = lab(kind).await;
-    lab.client.converge("backend", &desired_for(&loss(0, 50.0), OWNER)).await.unwrap();
-    // Half the connections are blackholed (each direction drawn on its own, see faults::loss_toxicity).
+    lab.client.converge("backend", &desired_for(&loss(0, 50.0), OWNER, ProxyKind::Toxiproxy)).await.unwrap();
+    // Toxiproxy's mapping on both: half the connections are blackholed (a lost handshake), the
+    // others answer, most of them at once.
     let pings = (0..48).map(|_| async {
         let mut c = connect(lab.listen).await.unwrap();
         ping(&mut c, Duration::from_millis(700)).await.is_ok()
@@ -359,7 +384,7 @@ async fn latency_adds_the_configured_delay(kind: Kind) {
     for _ in 0..5 {
         base = base.min(ping(&mut conn, Duration::from_secs(2)).await.unwrap());
     }
-    lab.client.converge("backend", &desired_for(&latency(0, 500), OWNER)).await.unwrap();
+    lab.client.converge("backend", &desired_for(&latency(0, 500), OWNER, ProxyKind::Toxiproxy)).await.unwrap();
     let mut slow = connect(lab.listen).await.unwrap();
     let rtt = ping(&mut slow, Duration::from_secs(5)).await.unwrap();
     let added = rtt.saturating_sub(base);
@@ -388,7 +413,7 @@ async fn down_refuses_and_closes_existing_connections(kind: Kind) {
     let lab = lab_at(kind, loopback_ip()).await;
     let mut existing = connect(lab.listen).await.unwrap();
     ping(&mut existing, Duration::from_secs(2)).await.unwrap();
-    lab.client.converge("backend", &desired_for(&down(0), OWNER)).await.unwrap();
+    lab.client.converge("backend", &desired_for(&down(0), OWNER, ProxyKind::Toxiproxy)).await.unwrap();
     let err = connect(lab.listen).await.expect_err("a disabled proxy refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     let (_, ended, _) = read_until_closed(&mut existing, Duration::from_secs(2)).await;
@@ -754,7 +779,7 @@ async fn shutdown_closes_every_listener_and_connection() {
     // One connection idle, one hung in a blackhole.
     let mut idle = connect(listens[0]).await.unwrap();
     ping(&mut idle, Duration::from_secs(2)).await.unwrap();
-    client.converge("two", &desired_for(&loss(0, 100.0), OWNER)).await.unwrap();
+    client.converge("two", &desired_for(&loss(0, 100.0), OWNER, ProxyKind::Toxiproxy)).await.unwrap();
     let mut hung = connect(listens[1]).await.unwrap();
     assert!(ping(&mut hung, Duration::from_millis(200)).await.is_err());
 

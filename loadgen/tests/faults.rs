@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chaoslab_core::{
     catalog::{latency, loss},
-    faults::{DesiredProxy, desired_for},
+    faults::{DesiredProxy, ProxyKind, desired_for},
 };
 use chaoslab_loadgen::{Config, Target};
 use chaoslab_testenv::eventually;
@@ -109,8 +109,8 @@ async fn packet_loss_on_two_opens_their_breakers_and_they_heal() {
 
     // Testing: 100 % packet loss (a blackhole) on server-0 and server-1.
     let faulted = Instant::now();
-    lab.set(0, &desired_for(&loss(0, 100.0), OWNER)).await;
-    lab.set(1, &desired_for(&loss(1, 100.0), OWNER)).await;
+    lab.set(0, &desired_for(&loss(0, 100.0), OWNER, ProxyKind::Toxiproxy)).await;
+    lab.set(1, &desired_for(&loss(1, 100.0), OWNER, ProxyKind::Toxiproxy)).await;
     let (_, took) = eventually("the breakers of the blackholed servers open", Duration::from_secs(15), || async {
         let s = run.scrape().await;
         if s.state("server-0") == 2.0 && s.state("server-1") == 2.0 {
@@ -182,8 +182,8 @@ async fn latency_on_two_moves_traffic_to_the_fast_server() {
     let run = common::start(lab.config()).await;
     all_serving(&run).await;
 
-    lab.set(0, &desired_for(&latency(0, 500), OWNER)).await;
-    lab.set(1, &desired_for(&latency(1, 500), OWNER)).await;
+    lab.set(0, &desired_for(&latency(0, 500), OWNER, ProxyKind::Toxiproxy)).await;
+    lab.set(1, &desired_for(&latency(1, 500), OWNER, ProxyKind::Toxiproxy)).await;
     let (share2, took) = eventually("most traffic moves to server-2", Duration::from_secs(15), || async {
         let (a, b) = window(&run, 2).await;
         let ok = success_delta(&a, &b, &SERVERS);
@@ -204,7 +204,7 @@ async fn packet_loss_on_one_opens_its_breaker_while_the_others_carry_the_load() 
     let lab = Lab::start().await;
     let run = common::start(lab.config()).await;
     all_serving(&run).await;
-    lab.set(1, &desired_for(&loss(1, 100.0), OWNER)).await;
+    lab.set(1, &desired_for(&loss(1, 100.0), OWNER, ProxyKind::Toxiproxy)).await;
     let (_, took) = eventually("the blackholed server's breaker opens", Duration::from_secs(15), || async {
         let s = run.scrape().await;
         if s.state("server-1") == 2.0 {

@@ -12,7 +12,7 @@ use chaoslab_core::{
     api::{ChaosScenario, ChaosScenarioStatus, Phase, PhaseObservation, TargetStatus, TargetVerification},
     ending::{self, Seen, Stop},
     engine::{self, Plan},
-    faults::{DesiredProxy, owner_tag},
+    faults::{DesiredProxy, ProxyKind, owner_tag},
     observation::AbortRule,
     verification::{Finding, RunVerifier, next_check},
 };
@@ -498,7 +498,9 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     let sampler = sampler_of(&ctx, &obj, plan, Judging { faults: &faults, target_names: &names }, now);
     let owner = owner_tag(&obj.uid().unwrap_or_default());
-    let moment = match engine::moment(spec, &owner, targets.len(), &plan, now) {
+    // The chart's sidecars are toxiproxy-servers: partial loss is made of Toxiproxy's toxics.
+    let proxies = vec![ProxyKind::Toxiproxy; targets.len()];
+    let moment = match engine::moment(spec, &owner, &proxies, &plan, now) {
         Ok(m) => m,
         Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), invalid(e)).await,
     };

@@ -64,7 +64,10 @@ pub fn failed(entry: &TargetStatus, desired: &DesiredProxy, error: String) -> Ta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chaoslab_core::{catalog::loss, faults::desired_for};
+    use chaoslab_core::{
+        catalog::loss,
+        faults::{ProxyKind, desired_for},
+    };
 
     fn target(name: &str, url: &str) -> Target {
         Target { name: name.into(), url: url.into(), proxy: "backend".into(), pod_uid: None }
@@ -92,7 +95,7 @@ mod tests {
     fn a_failed_call_keeps_what_the_proxy_may_hold() {
         let t = target("a", "http://a:1");
         let before = holding(&t, &["old"]);
-        let desired = desired_for(&loss(0, 100.0), "o");
+        let desired = desired_for(&loss(0, 100.0), "o", ProxyKind::Toxiproxy);
         let after = failed(&before, &desired, "no answer".into());
         assert_eq!(after.toxics.len(), 3, "old plus both loss toxics: {:?}", after.toxics);
         assert!(!after.settled());

@@ -8,7 +8,7 @@ use std::{
 
 use chaoslab_core::{
     catalog::{down, latency, loss},
-    faults::{DesiredProxy, desired_for},
+    faults::{DesiredProxy, ProxyKind, desired_for},
     toxic::{Stream, Toxic, ToxicType},
 };
 use chaoslab_testenv::{ProxiedRedis, RedisServer, ToxiproxyServer, free_port, loopback_ip, proxied_redis};
@@ -157,15 +157,15 @@ async fn converge_is_idempotent_and_leaves_foreign_toxics_alone() {
     let c = &lab.client;
     c.create_toxic("backend", &foreign_latency()).await.unwrap();
 
-    let loss = desired_for(&loss(0, 100.0), OWNER);
+    let loss = desired_for(&loss(0, 100.0), OWNER, ProxyKind::Toxiproxy);
     let first = c.converge("backend", &loss).await.unwrap();
     assert_eq!(first.created.len(), 2);
     assert!(first.removed.is_empty());
     let second = c.converge("backend", &loss).await.unwrap();
     assert!(!second.changed(), "second converge changed something: {second:?}");
-    // A toxicity Toxiproxy can only keep as a float32 (30 % loss: 1 − √0.7 each way) is not rewritten
-    // at every check: an update would redraw every connection's toxicity.
-    let partial = desired_for(&chaoslab_core::catalog::loss(0, 30.0), OWNER);
+    // A toxicity Toxiproxy can only keep as a float32 (30 % loss: the handshake toxic's 0.3) is not
+    // rewritten at every check: an update would redraw every connection's toxicity.
+    let partial = desired_for(&chaoslab_core::catalog::loss(0, 30.0), OWNER, ProxyKind::Toxiproxy);
     c.converge("backend", &partial).await.unwrap();
     let again = c.converge("backend", &partial).await.unwrap();
     assert!(!again.changed(), "a float32 toxicity is rewritten: {again:?}");
@@ -176,7 +176,7 @@ async fn converge_is_idempotent_and_leaves_foreign_toxics_alone() {
     assert!(names.contains(&"latency_downstream".to_string()));
 
     // Switching the fault replaces our toxics, keeps the foreign one.
-    let lat = desired_for(&latency(0, 250), OWNER);
+    let lat = desired_for(&latency(0, 250), OWNER, ProxyKind::Toxiproxy);
     let switched = c.converge("backend", &lat).await.unwrap();
     assert_eq!((switched.created.len(), switched.removed.len()), (1, 2));
     let mut lat2 = lat.clone();
@@ -193,7 +193,7 @@ async fn converge_is_idempotent_and_leaves_foreign_toxics_alone() {
     assert!(c.toxics("backend").await.unwrap().is_empty());
 
     // Down, then back up.
-    assert!(c.converge("backend", &desired_for(&down(0), OWNER)).await.unwrap().toggled);
+    assert!(c.converge("backend", &desired_for(&down(0), OWNER, ProxyKind::Toxiproxy)).await.unwrap().toggled);
     assert!(!c.proxy("backend").await.unwrap().enabled);
     assert!(c.converge("backend", &DesiredProxy::clean(OWNER)).await.unwrap().toggled);
 }
@@ -207,7 +207,7 @@ async fn a_run_only_ever_undoes_its_own_faults() {
     // queued behind a, or long finished).
     let mut fault = loss(0, 100.0);
     fault.down = Some(true);
-    c.converge("backend", &desired_for(&fault, a)).await.unwrap();
+    c.converge("backend", &desired_for(&fault, a, ProxyKind::Toxiproxy)).await.unwrap();
     let released = c.converge("backend", &DesiredProxy::release(b)).await.unwrap();
     assert!(!released.changed(), "b changed a's faults: {released:?}");
     assert_eq!(released.others.len(), 3, "a's two loss toxics and its down marker: {released:?}");
@@ -241,7 +241,7 @@ async fn full_packet_loss_blackholes_until_removed() {
     let mut before = connect(lab.listen).unwrap();
     ping(&mut before, Duration::from_secs(2)).expect("healthy proxy answers");
 
-    lab.client.converge("backend", &desired_for(&loss(0, 100.0), OWNER)).await.unwrap();
+    lab.client.converge("backend", &desired_for(&loss(0, 100.0), OWNER, ProxyKind::Toxiproxy)).await.unwrap();
     let mut conn = connect(lab.listen).expect("a blackhole still accepts connections");
     let err = ping(&mut conn, Duration::from_secs(1)).expect_err("no reply through a blackhole");
     assert!(err.contains("timed out") || err.contains("would block") || err.contains("Resource temporarily"), "{err}");
@@ -259,7 +259,7 @@ async fn latency_adds_about_the_configured_delay_to_a_round_trip() {
     let mut conn = connect(lab.listen).unwrap();
     let base = (0..5).map(|_| ping(&mut conn, Duration::from_secs(2)).unwrap()).min().unwrap();
 
-    lab.client.converge("backend", &desired_for(&latency(0, 500), OWNER)).await.unwrap();
+    lab.client.converge("backend", &desired_for(&latency(0, 500), OWNER, ProxyKind::Toxiproxy)).await.unwrap();
     let mut slow = connect(lab.listen).unwrap();
     let rtt = ping(&mut slow, Duration::from_secs(5)).unwrap();
     let added = rtt.saturating_sub(base);
@@ -274,7 +274,7 @@ async fn down_refuses_connections_and_up_accepts_again() {
     // Its own loopback address: once disabled, the port is free, and a listener another test binds
     // on 127.0.0.1:0 could take it and accept.
     let lab = lab_at(loopback_ip()).await;
-    lab.client.converge("backend", &desired_for(&down(0), OWNER)).await.unwrap();
+    lab.client.converge("backend", &desired_for(&down(0), OWNER, ProxyKind::Toxiproxy)).await.unwrap();
     let err = connect(lab.listen).expect_err("a disabled proxy refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     lab.client.converge("backend", &DesiredProxy::clean(OWNER)).await.unwrap();

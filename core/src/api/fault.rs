@@ -20,7 +20,8 @@ pub struct Fault {
     /// Index of the target, 0-based: pods matching the selector sorted by name, or the endpoints in order.
     #[schemars(range(min = 0, max = MAX_TARGETS - 1))]
     pub target: i32,
-    /// Drop data on a share of connections (a blackhole; Toxiproxy works on streams, not packets).
+    /// Lose a share of the packets the server sends: every connection's data is late by TCP's
+    /// retransmissions; at 100 % nothing gets through (a blackhole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet_loss: Option<PacketLoss>,
     /// Delay data from the server.
@@ -37,8 +38,8 @@ pub struct Fault {
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PacketLoss {
-    /// Share of connections blackholed (their requests get no reply), 0–100; at 100 every
-    /// connection drops data both ways.
+    /// Share of the server's packets lost, 0–100 (as `tc netem loss` on its interface); at 100
+    /// every connection drops data both ways.
     #[schemars(range(min = 0.0, max = 100.0))]
     pub percent: f64,
 }
@@ -60,6 +61,7 @@ pub struct Latency {
 #[x_kube(validation = Rule::new(custom_toxic_attribute_rule()).message(kube::core::Message::Message(custom_toxic_attribute_message())))]
 pub struct CustomToxic {
     #[serde(rename = "type")]
+    #[schemars(schema_with = "toxiproxy_type_schema")]
     pub kind: ToxicType,
     /// Default downstream (server → client).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,15 +120,26 @@ impl ToxicAttributes {
     }
 }
 
+/// A custom toxic's type is one a toxiproxy-server has: the targets the operator drives are real
+/// Toxiproxy sidecars, which refuse chaoslab's own `packet_loss` (that comes from `packetLoss`).
+fn toxiproxy_type_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = ToxicType::TOXIPROXY.iter().map(|t| t.as_str()).collect();
+    schemars::json_schema!({
+        "description": "A Toxiproxy 2.12.0 toxic type.",
+        "type": "string",
+        "enum": names,
+    })
+}
+
 /// Each attribute is allowed only on the toxic types that read it (a cheap, constant-cost CEL rule).
 fn custom_toxic_attribute_rule() -> String {
-    let mut names: Vec<&str> = ToxicType::ALL.iter().flat_map(|t| t.attribute_names().iter().copied()).collect();
+    let mut names: Vec<&str> = ToxicType::TOXIPROXY.iter().flat_map(|t| t.attribute_names().iter().copied()).collect();
     names.sort();
     names.dedup();
     let clauses: Vec<String> = names
         .iter()
         .map(|n| {
-            let types: Vec<String> = ToxicType::ALL
+            let types: Vec<String> = ToxicType::TOXIPROXY
                 .iter()
                 .filter(|t| t.attribute_names().contains(n))
                 .map(|t| format!("'{}'", t.as_str()))
@@ -139,6 +152,6 @@ fn custom_toxic_attribute_rule() -> String {
 
 fn custom_toxic_attribute_message() -> String {
     let per_type: Vec<String> =
-        ToxicType::ALL.iter().map(|t| format!("{}: {}", t.as_str(), t.attribute_names().join(", "))).collect();
+        ToxicType::TOXIPROXY.iter().map(|t| format!("{}: {}", t.as_str(), t.attribute_names().join(", "))).collect();
     format!("an attribute this toxic type does not read; allowed: {}", per_type.join("; "))
 }

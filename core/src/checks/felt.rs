@@ -1,5 +1,6 @@
-//! `faults-felt`: did the faults reach the client at all? A dead or lossy server shows failed or
-//! rejected requests; a slow one gets slower replies or loses traffic.
+//! `faults-felt`: did the faults reach the client at all? A dead server shows failed or rejected
+//! requests; a slow one gets slower replies or loses traffic; a lossy one either (TCP retransmits
+//! what is lost: most replies come late, a few time out).
 
 use super::{
     Count, Ctx, Harm, LATENCY_FACTOR, LATENCY_SLACK_MS, SHIFT, all_of, check, inconclusive, names, pct,
@@ -23,7 +24,8 @@ pub(super) fn faults_felt(ctx: &Ctx) -> Check {
         .iter()
         .map(|(l, harm)| match harm {
             Harm::Slow => slowed(ctx.stab, t, l),
-            Harm::Dead | Harm::Lossy => failed(t, l),
+            Harm::Dead => failed(t, l),
+            Harm::Lossy => lossy(ctx.stab, t, l),
         })
         .collect();
     let observed = judged.iter().map(|(_, o)| o.as_str()).collect::<Vec<_>>().join("; ");
@@ -32,18 +34,22 @@ pub(super) fn faults_felt(ctx: &Ctx) -> Check {
 }
 
 fn expectation(ctx: &Ctx) -> String {
-    let (broken, slow) = (ctx.with(|h| h != Harm::Slow), ctx.with(|h| h == Harm::Slow));
+    let (dead, lossy, slow) =
+        (ctx.with(|h| h == Harm::Dead), ctx.with(|h| h == Harm::Lossy), ctx.with(|h| h == Harm::Slow));
+    let slower = format!(
+        "reply slower late in Testing (mean latency ≥ {LATENCY_FACTOR} × and ≥ {LATENCY_SLACK_MS} ms above the \
+         Stabilization mean) or lose traffic (share of successes ≤ {:.0}% of the Stabilization share)",
+        SHIFT * 100.0
+    );
     let mut parts = Vec::new();
-    if !broken.is_empty() {
-        parts.push(format!("{} show errors, timeouts or breaker rejections", names(&broken)));
+    if !dead.is_empty() {
+        parts.push(format!("{} show errors, timeouts or breaker rejections", names(&dead)));
+    }
+    if !lossy.is_empty() {
+        parts.push(format!("{} show errors, timeouts or breaker rejections, or {slower}", names(&lossy)));
     }
     if !slow.is_empty() {
-        parts.push(format!(
-            "late in Testing, {} reply slower (mean latency ≥ {LATENCY_FACTOR} × and ≥ {LATENCY_SLACK_MS} ms above \
-             the Stabilization mean) or lose traffic (share of successes ≤ {:.0}% of the Stabilization share)",
-            names(&slow),
-            SHIFT * 100.0
-        ));
+        parts.push(format!("{} {slower}", names(&slow)));
     }
     parts.join("; ")
 }
@@ -53,6 +59,19 @@ fn failed(t: &PhaseObservation, label: &str) -> (Option<bool>, String) {
     let s = server_or_default(t, label);
     let felt = s.failures + s.rejected > 0;
     (Some(felt), format!("{label}: {} failed, {} rejected, {} succeeded", s.failures, s.rejected, s.successes))
+}
+
+/// A lossy server is felt through failed or rejected requests, or as a slow one: a loss is a late
+/// reply (a retransmission), and a client that routes by load may leave it too few requests to
+/// time out.
+fn lossy(stab: Option<&PhaseObservation>, t: &PhaseObservation, label: &str) -> (Option<bool>, String) {
+    let (failed, said) = failed(t, label);
+    if failed == Some(true) {
+        return (failed, said);
+    }
+    let (slowed, slow_said) = slowed(stab, t, label);
+    let rest = slow_said.strip_prefix(&format!("{label}: ")).unwrap_or(&slow_said).to_string();
+    (slowed, format!("{said}, {rest}"))
 }
 
 /// A slow server is felt when its replies got slower or its traffic fell; not felt only when both
@@ -161,6 +180,33 @@ mod tests {
         let c = get(&checks, "faults-felt");
         assert_eq!(c.passed, Some(false), "{c:#?}");
         assert_eq!(verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn a_lossy_server_is_felt_through_failures_or_as_a_slow_one() {
+        // Failed requests are enough.
+        let mut run = healthy_run();
+        run[1].servers[0] = srv("server-0", 1000, 3, &["closed"], "closed");
+        assert_eq!(felt(&[loss(0, 30.0)], &run).passed, Some(true));
+        // None failed: late replies, or the traffic moved away, say it.
+        let c = felt(&[loss(0, 30.0), loss(1, 30.0)], &slow_run());
+        assert_eq!(c.passed, Some(true), "{c:#?}");
+        assert!(c.observed.contains("server-0: 0 failed, 0 rejected"), "{}", c.observed);
+        assert!(c.observed.contains("share 33.3% → 0.7% of 1520 successes late"), "{}", c.observed);
+        let mut run = healthy_run();
+        run[1] = even(Phase::Testing);
+        run[1].servers[0].failures = 0;
+        run[1].servers[0].late_mean_latency_ms = Some(103.0);
+        assert_eq!(felt(&[loss(0, 30.0)], &run).passed, Some(true));
+        // Neither: the fault never reached the client.
+        run[1].servers[0].late_mean_latency_ms = Some(15.0);
+        let c = felt(&[loss(0, 30.0)], &run);
+        assert_eq!(c.passed, Some(false), "{c:#?}");
+        assert!(
+            c.expected.contains("server-0 show errors, timeouts or breaker rejections, or reply slower"),
+            "{}",
+            c.expected
+        );
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //! | reset_peer | dropped, then after `timeout` ms the link closes (with RST when set at link start) | same |
 //! | slicer | split into chunks of about `average_size` ± `size_variation`, `delay` µs apart | passed on |
 //! | limit_data | passed until `bytes` went through, then the link closes | passed on |
+//! | packet_loss (chaoslab's) | held as TCP's retransmissions of a lost segment would hold it | passed on |
 
 pub(crate) mod bandwidth;
 pub(crate) mod latency;
 pub(crate) mod limit_data;
+pub(crate) mod packet_loss;
 pub(crate) mod slicer;
 pub(crate) mod toxicity;
 
@@ -31,6 +33,7 @@ pub(crate) enum Params {
     ResetPeer { timeout_ms: i64 },
     Slicer { average_size: i64, size_variation: i64, delay_us: i64 },
     LimitData { bytes: i64 },
+    PacketLoss(packet_loss::Loss),
 }
 
 impl Params {
@@ -48,6 +51,12 @@ impl Params {
                 delay_us: a("delay"),
             },
             ToxicType::LimitData => Params::LimitData { bytes: a("bytes") },
+            ToxicType::PacketLoss => Params::PacketLoss(packet_loss::Loss {
+                permille: a("permille"),
+                rto_ms: a("rto"),
+                syn_rto_ms: a("syn_rto"),
+                correlation_pct: a("correlation"),
+            }),
         }
     }
 }
