@@ -99,11 +99,11 @@ mod tests {
     use super::super::{evaluate, fixtures::*};
     use crate::{
         api::{Check, PhaseObservation, Verdict},
-        catalog::{latency, loss},
+        catalog::latency,
     };
 
-    fn two_dead(run: &[PhaseObservation]) -> (Vec<Check>, Verdict) {
-        evaluate(&[loss(0, 100.0), loss(1, 100.0)], &targets(), run)
+    fn with_two_dead(run: &[PhaseObservation]) -> (Vec<Check>, Verdict) {
+        evaluate(&two_dead(), &targets(), run)
     }
 
     #[test]
@@ -111,7 +111,7 @@ mod tests {
         let mut run = healthy_run();
         run[1].servers[0].opened = 0;
         run[1].servers[0].breaker_states = vec!["closed".into()];
-        let (checks, verdict) = two_dead(&run);
+        let (checks, verdict) = with_two_dead(&run);
         let c = get(&checks, "faulted-breakers-open");
         assert_eq!(c.passed, Some(false));
         assert!(c.observed.contains("server-0: never opened"), "{}", c.observed);
@@ -123,7 +123,7 @@ mod tests {
     fn a_healthy_breaker_that_opens_fails_the_run() {
         let mut run = healthy_run();
         run[1].servers[2].opened = 1;
-        let (checks, verdict) = two_dead(&run);
+        let (checks, verdict) = with_two_dead(&run);
         assert_eq!(verdict, Verdict::Failed);
         assert_eq!(get(&checks, "healthy-breakers-closed").passed, Some(false));
     }
@@ -140,7 +140,7 @@ mod tests {
     fn a_breaker_that_never_heals_fails() {
         let mut run = healthy_run();
         run[2].servers[1] = srv("server-1", 0, 0, &["open"], "open");
-        let (checks, _) = two_dead(&run);
+        let (checks, _) = with_two_dead(&run);
         let c = get(&checks, "faulted-breakers-heal");
         assert_eq!(c.passed, Some(false));
         let never = "server-1: 0 to half_open, 0 to closed, ends open (states seen: open)";
@@ -152,7 +152,7 @@ mod tests {
         let mut run = healthy_run();
         run[2].servers[1].half_opened = 0;
         run[2].servers[1].breaker_states = vec!["closed".into(), "half_open".into()];
-        let (checks, _) = two_dead(&run);
+        let (checks, _) = with_two_dead(&run);
         assert_eq!(get(&checks, "faulted-breakers-heal").passed, Some(true));
     }
 
@@ -160,7 +160,7 @@ mod tests {
     fn a_breaker_left_open_at_the_end_fails() {
         let mut run = healthy_run();
         run[2].servers[1].final_breaker_state = Some("open".into());
-        let (checks, _) = two_dead(&run);
+        let (checks, _) = with_two_dead(&run);
         assert_eq!(get(&checks, "breakers-closed-at-end").passed, Some(false));
         assert_eq!(get(&checks, "breakers-closed-at-end").observed, "server-1 is open");
         assert_eq!(get(&checks, "faulted-breakers-heal").passed, Some(false));
@@ -170,7 +170,7 @@ mod tests {
     fn testing_breaker_checks_are_inconclusive_without_testing() {
         let mut run = healthy_run();
         run.remove(1);
-        let (checks, _) = two_dead(&run);
+        let (checks, _) = with_two_dead(&run);
         for name in ["faulted-breakers-open", "healthy-breakers-closed"] {
             let c = get(&checks, name);
             assert_eq!((c.passed, c.observed.as_str()), (None, "not judged: no scrapes during Testing"), "{name}");
@@ -181,7 +181,7 @@ mod tests {
     fn recovery_breaker_checks_are_inconclusive_without_recovery() {
         let mut run = healthy_run();
         run[2].samples = 0;
-        let (checks, _) = two_dead(&run);
+        let (checks, _) = with_two_dead(&run);
         for name in ["faulted-breakers-heal", "breakers-closed-at-end"] {
             let c = get(&checks, name);
             assert_eq!((c.passed, c.observed.as_str()), (None, "not judged: no scrapes during Recovery"), "{name}");

@@ -38,21 +38,13 @@ pub(super) fn error_rate_near_baseline(ctx: &Ctx, phase: Phase) -> Check {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{evaluate, fixtures::*};
-    use crate::{
-        api::{Check, PhaseObservation},
-        catalog::loss,
-    };
-
-    fn judge(run: &[PhaseObservation], name: &str) -> Check {
-        get(&evaluate(&[loss(0, 100.0), loss(1, 100.0)], &targets(), run).0, name).clone()
-    }
+    use super::super::fixtures::*;
 
     #[test]
     fn a_high_late_error_rate_in_testing_fails() {
         let mut run = healthy_run();
         run[1].servers[2].late_failures = 400;
-        let c = judge(&run, "error-rate-recovers");
+        let c = judge(&two_dead(), &run, "error-rate-recovers");
         assert_eq!(c.passed, Some(false), "{c:#?}");
         assert_eq!(c.observed, "error rate 21.1% of 1900 requests late in Testing; baseline over 3003 requests");
     }
@@ -61,7 +53,7 @@ mod tests {
     fn error_rate_recovers_is_inconclusive_with_too_few_late_requests() {
         let mut run = healthy_run();
         run[1].servers[2].late_successes = 40;
-        let c = judge(&run, "error-rate-recovers");
+        let c = judge(&two_dead(), &run, "error-rate-recovers");
         assert_eq!(c.passed, None);
         assert_eq!(c.observed, "not judged: only 40 requests late in Testing (fewer than 100)");
     }
@@ -70,7 +62,7 @@ mod tests {
     fn a_high_late_error_rate_in_recovery_fails() {
         let mut run = healthy_run();
         run[2].servers[0].late_failures = 100;
-        let c = judge(&run, "error-rate-baseline");
+        let c = judge(&two_dead(), &run, "error-rate-baseline");
         assert_eq!(c.passed, Some(false), "{c:#?}");
         assert!(c.expected.contains("error rate ≤ 2.1% (baseline 0.1%)"), "{}", c.expected);
     }
@@ -81,11 +73,11 @@ mod tests {
         for s in &mut run[0].servers {
             s.successes = 20;
         }
-        let c = judge(&run, "error-rate-baseline");
+        let c = judge(&two_dead(), &run, "error-rate-baseline");
         assert_eq!(c.passed, None);
         assert_eq!(c.observed, "not judged: only 63 requests in Stabilization (fewer than 100)");
         let mut run = healthy_run();
         run.pop();
-        assert_eq!(judge(&run, "error-rate-baseline").observed, "not judged: phase not observed");
+        assert_eq!(judge(&two_dead(), &run, "error-rate-baseline").observed, "not judged: phase not observed");
     }
 }

@@ -132,8 +132,7 @@ mod tests {
     };
 
     fn felt(faults: &[crate::api::Fault], run: &[crate::api::PhaseObservation]) -> crate::api::Check {
-        let (checks, _) = evaluate(faults, &targets(), run);
-        get(&checks, super::NAME).clone()
+        judge(faults, run, super::NAME)
     }
 
     #[test]

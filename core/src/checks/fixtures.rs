@@ -1,7 +1,11 @@
 //! Observations of made-up runs for the checks' unit tests: a resilient client's, to be spoilt one
 //! field at a time.
 
-use crate::api::{Check, Phase, PhaseObservation, ServerObservation};
+use super::evaluate;
+use crate::{
+    api::{Check, Fault, Phase, PhaseObservation, ServerObservation},
+    catalog::loss,
+};
 
 /// A server with `ok` successes (half of them late), `fail` failures (none late), every request
 /// timed at 2 ms.
@@ -75,4 +79,14 @@ pub fn slow_run() -> Vec<PhaseObservation> {
 
 pub fn get<'a>(checks: &'a [Check], name: &str) -> &'a Check {
     checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name}"))
+}
+
+/// The check `name` of a run with these faults.
+pub fn judge(faults: &[Fault], run: &[PhaseObservation], name: &str) -> Check {
+    get(&evaluate(faults, &targets(), run).0, name).clone()
+}
+
+/// Servers 0 and 1 dead.
+pub fn two_dead() -> Vec<Fault> {
+    vec![loss(0, 100.0), loss(1, 100.0)]
 }

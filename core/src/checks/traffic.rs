@@ -81,19 +81,8 @@ pub(super) fn traffic_spreads_back(ctx: &Ctx) -> Check {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{evaluate, fixtures::*};
-    use crate::{
-        api::{Check, Fault, PhaseObservation},
-        catalog::{latency, loss},
-    };
-
-    fn judge(faults: &[Fault], run: &[PhaseObservation], name: &str) -> Check {
-        get(&evaluate(faults, &targets(), run).0, name).clone()
-    }
-
-    fn two_dead() -> Vec<Fault> {
-        vec![loss(0, 100.0), loss(1, 100.0)]
-    }
+    use super::super::fixtures::*;
+    use crate::catalog::latency;
 
     #[test]
     fn requests_still_sent_to_dead_servers_do_not_concentrate() {
