@@ -8,6 +8,7 @@ use crate::{
     netns::{Loss, Netns},
     ports,
     process::Managed,
+    redis,
 };
 
 /// Declared before the namespace, so redis stops before its namespace goes.
@@ -25,14 +26,7 @@ impl LossyRedis {
         let netns = Netns::create();
         let addr = SocketAddr::from((netns.ip, 6379));
         let mut cmd = netns.command(redis_server_bin());
-        cmd.args(["--bind", &netns.ip.to_string(), "--port", "6379", "--save", "", "--appendonly", "no"]).args([
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ]);
+        redis::in_memory(&mut cmd, &netns.ip.to_string(), addr.port());
         let redis = Managed::spawn(&format!("redis-{}", netns.name), cmd);
         assert!(
             ports::wait_for_port(addr, Duration::from_secs(10)),
