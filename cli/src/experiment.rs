@@ -210,8 +210,7 @@ impl<'a> Experiment<'a> {
         let timings = self.recorder.timings();
         let seen = Seen { observations: &observations, verification: &verification, timings: Some(&timings) };
         let end = ending::end(&self.scenario.faults, &names, None, seen, true, stop);
-        let times = [timings.detect_seconds, timings.route_around_seconds, timings.recover_seconds];
-        self.lab.scenario_metrics.set_times(self.scenario.name, times, timings.testing_error_rate);
+        self.lab.scenario_metrics.set_times(self.scenario.name, timings.measures(), timings.testing_error_rate);
         ChaosScenarioStatus {
             phase: Some(end.phase),
             observed_generation: None,

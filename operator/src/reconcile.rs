@@ -522,7 +522,8 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         None => old.observations.clone(),
     };
     let over = moment.phase == Phase::Completed;
-    let timings = sampler.as_ref().map(|s| s.timings()).or(old.timings.clone());
+    // Written once, at the end: while the run goes they change at every sample.
+    let timings = if over { sampler.as_ref().map(|s| s.timings()) } else { None }.or(old.timings.clone());
     let (phase, verdict, checks, message) = if over {
         forget(&ctx, &obj.uid().unwrap_or_default());
         let stop = match (aborted_at, spec.abort.as_ref()) {
@@ -532,8 +533,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         let seen = Seen { observations: &observations, verification: &verification, timings: timings.as_ref() };
         let e = ending::end(&faults, &names, spec.expect.as_ref(), seen, spec.client.is_some(), stop);
         if let Some(t) = &timings {
-            let times = [t.detect_seconds, t.route_around_seconds, t.recover_seconds];
-            ctx.metrics.scenario.set_times(&scenario_key(&obj), times, t.testing_error_rate);
+            ctx.metrics.scenario.set_times(&scenario_key(&obj), t.measures(), t.testing_error_rate);
         }
         (e.phase, Some(e.verdict), e.checks, e.message)
     } else {

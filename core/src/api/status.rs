@@ -93,6 +93,13 @@ pub struct ChaosScenarioStatus {
     pub timings: Option<Timings>,
 }
 
+impl Timings {
+    /// The three times in the metrics contract's `measure` order: detect, route_around, recover.
+    pub fn measures(&self) -> [Option<f64>; 3] {
+        [self.detect_seconds, self.route_around_seconds, self.recover_seconds]
+    }
+}
+
 /// Time as a measurement, from every sample of the client's metrics (README "Time to detect, route
 /// around and recover"). A time is absent when it was not reached, or not watched from its start.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
