@@ -76,12 +76,16 @@ impl Stopwatch {
         while self.recent.len() > 2 && self.recent[1].0 <= at - MAX_WINDOW {
             self.recent.pop_front();
         }
+        if !matches!(phase, Phase::Testing | Phase::Recovery) {
+            self.before_testing = Some(scrape.clone());
+            return;
+        }
         let shares = self.shares();
         let base = baseline.map(baseline_shares).unwrap_or_default();
-        match phase {
-            Phase::Testing => self.watch_testing(at, scrape, &shares, &base),
-            Phase::Recovery => self.watch_recovery(at, scrape, &shares, &base),
-            _ => self.before_testing = Some(scrape.clone()),
+        if phase == Phase::Testing {
+            self.watch_testing(at, scrape, &shares, &base);
+        } else {
+            self.watch_recovery(at, scrape, &shares, &base);
         }
     }
 
