@@ -39,6 +39,11 @@ impl RetryBudget {
         Self { cfg, balance: 0.0, seen_requests: 0, last: None }
     }
 
+    /// Whether retries are on at all (`--no-retry` turns them off).
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
     /// Takes one retry from the budget if there is one. `requests` is the number of first attempts
     /// sent so far, retries excluded; a value below an earlier one deposits nothing.
     pub fn try_withdraw(&mut self, now: Instant, requests: u64) -> bool {

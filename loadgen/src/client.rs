@@ -231,6 +231,10 @@ impl Client {
         if self.misbehaves(Misbehaviour::retries_everywhere) {
             return self.retry_everywhere(first, outcome, op, value, rng).await;
         }
+        if !lock(&self.budget).enabled() {
+            // Not even a look for a retry target: under round-robin that look takes a turn.
+            return OpResult { outcome, attempts: 1 };
+        }
         // The retry goes only to another server whose breaker admits it, and only within the
         // budget; otherwise the first failure stands (it is not also counted as rejected).
         match self.pick(1 << first, rng) {
