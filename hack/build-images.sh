@@ -2,8 +2,7 @@
 # Builds the operator and loadgen images without a container engine or Nix: cargo builds the
 # binaries, this script lays each into a minimal root filesystem (the binary, the shared
 # libraries it links, the CA certificates, a non-root user 65532, /tmp) and writes one image
-# archive per binary holding both an OCI image layout (index.json) and Docker's manifest.json,
-# the two forms `kind load image-archive` (containerd's import) reads.
+# archive per binary (hack/lib/oci.sh), the form `kind load image-archive` reads.
 #
 #   hack/build-images.sh [--profile release|debug] [--out DIR] [--tag TAG]
 #
@@ -41,68 +40,24 @@ bindir="$(cd "$root" && cargo metadata --format-version 1 --no-deps | jq -r .tar
 mkdir -p "$out"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-
-# Writes blob $1 under the layout in $2 and prints "sha256:<hex> <size>".
-blob() {
-  local sum size
-  sum="$(sha256sum "$1" | cut -d' ' -f1)"
-  size="$(stat -c %s "$1")"
-  mkdir -p "$2/blobs/sha256"
-  cp "$1" "$2/blobs/sha256/$sum"
-  echo "sha256:$sum $size"
-}
+# shellcheck source=lib/oci.sh
+. "$root/hack/lib/oci.sh"
 
 # $1 binary name, $2 image repository
 image() {
-  local bin="$1" repo="$2" rootfs="$work/$1/rootfs" layout="$work/$1/layout"
-  mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/tmp" "$layout"
+  local bin="$1" repo="$2" rootfs="$work/$1/rootfs"
+  mkdir -p "$rootfs"
   # Without debug info: what runs in the cluster is the same code, a fraction of the size.
-  strip --strip-debug -o "$rootfs/usr/local/bin/$bin" "$bindir/$bin"
-  # The shared libraries it links, at the paths the dynamic loader looks for them.
-  local lib
-  for lib in $(ldd "$bindir/$bin" | grep -o '/[^ ]*'); do
-    mkdir -p "$rootfs$(dirname "$lib")"
-    cp -L "$lib" "$rootfs$lib"
-  done
+  strip --strip-debug -o "$work/$bin.stripped" "$bindir/$bin"
+  oci_copy_binary "$rootfs" "$work/$bin.stripped" "/usr/local/bin/$bin"
   # reqwest's TLS verifier loads the system's CA certificates and refuses to build a client without any.
-  mkdir -p "$rootfs/etc/ssl/certs"
-  cp "$cacerts" "$rootfs/etc/ssl/certs/ca-certificates.crt"
-  printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin\n' >"$rootfs/etc/passwd"
-  printf 'root:x:0:\nnonroot:x:65532:\n' >"$rootfs/etc/group"
-  printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
-  chmod 1777 "$rootfs/tmp"
-
-  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$rootfs" -cf "$work/$bin/layer.tar" \
-    $(cd "$rootfs" && ls -A)
-  read -r layer layer_size < <(blob "$work/$bin/layer.tar" "$layout")
-  jq -n --arg diff "$layer" --arg bin "/usr/local/bin/$bin" --arg ver "$tag" '{
-      architecture: "amd64", os: "linux", created: "1970-01-01T00:00:00Z",
-      config: {User: "65532:65532", Entrypoint: [$bin], WorkingDir: "/tmp",
-               Env: ["PATH=/usr/local/bin"],
-               Labels: {"org.opencontainers.image.source": "https://github.com/chaoslab/chaoslab",
-                        "org.opencontainers.image.version": $ver}},
-      rootfs: {type: "layers", diff_ids: [$diff]},
-      history: [{created: "1970-01-01T00:00:00Z", created_by: "hack/build-images.sh"}]}' >"$work/$bin/config.json"
-  read -r config config_size < <(blob "$work/$bin/config.json" "$layout")
-  jq -n --arg c "$config" --argjson cs "$config_size" --arg l "$layer" --argjson ls "$layer_size" '{
-      schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
-      config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $c, size: $cs},
-      layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar", digest: $l, size: $ls}]}' >"$work/$bin/manifest.json"
-  read -r manifest manifest_size < <(blob "$work/$bin/manifest.json" "$layout")
-  jq -n --arg m "$manifest" --argjson ms "$manifest_size" --arg name "docker.io/$repo:$tag" --arg tag "$tag" '{
-      schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
-      manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $m, size: $ms,
-                   platform: {architecture: "amd64", os: "linux"},
-                   annotations: {"io.containerd.image.name": $name, "org.opencontainers.image.ref.name": $tag}}]}' \
-    >"$layout/index.json"
-  echo '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-  jq -n --arg c "blobs/sha256/${config#sha256:}" --arg l "blobs/sha256/${layer#sha256:}" --arg t "$repo:$tag" \
-    '[{Config: $c, RepoTags: [$t], Layers: [$l]}]' >"$layout/manifest.json"
-
-  local archive="$out/${repo//\//-}-$tag.tar"
-  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$layout" -cf "$archive.tmp" \
-    oci-layout index.json manifest.json blobs
-  mv -f "$archive.tmp" "$archive"
+  oci_base "$rootfs"
+  local config archive="$out/${repo//\//-}-$tag.tar"
+  config="$(jq -n --arg bin "/usr/local/bin/$bin" --arg ver "$tag" '{
+      User: "65532:65532", Entrypoint: [$bin], WorkingDir: "/tmp", Env: ["PATH=/usr/local/bin"],
+      Labels: {"org.opencontainers.image.source": "https://github.com/chaoslab/chaoslab",
+               "org.opencontainers.image.version": $ver}}')"
+  oci_archive "$rootfs" "$repo:$tag" "$config" "$archive"
   echo "build-images: $repo:$tag -> $archive ($(du -h "$archive" | cut -f1))" >&2
   echo "$archive"
 }

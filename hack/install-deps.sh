@@ -4,9 +4,11 @@
 #     chromium (renders the HTML report in a test), prometheus (promtool and a real Prometheus
 #     for the dashboard test), nix-bin (parses and evaluates flake.nix), containerd and runc
 #     (import the built images as `kind load` does and run them), jq (hack/build-images.sh),
-#     nftables and iproute2 (the kernel packet-loss reference: nft drops in a network namespace)
+#     nftables and iproute2 (the kernel packet-loss reference: nft drops in a network namespace),
+#     containernetworking-plugins and iptables (the real node's CNI: bridge, host-local, portmap)
 #   - toxiproxy-server, built from the Go module proxy into ~/.cache/chaoslab
-#   - the Kubernetes test control plane (kube-apiserver, etcd, helm), see hack/testenv/
+#   - the Kubernetes test control plane (kube-apiserver, etcd, helm) and a real node (kubelet,
+#     kube-proxy, CoreDNS, ...), see hack/testenv/
 # The tools' versions are in hack/versions.env.
 # Safe to run again: every step checks first.
 set -euo pipefail
@@ -23,6 +25,8 @@ command -v runc >/dev/null || need_apt+=(runc)
 command -v jq >/dev/null || need_apt+=(jq)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null || need_apt+=(iptables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to apt-get install ${need_apt[*]} (or install them yourself)" >&2
@@ -36,6 +40,6 @@ fi
 
 "$here/install-toxiproxy.sh" >/dev/null
 if [ -x "$here/testenv/install.sh" ]; then
-  "$here/testenv/install.sh"
+  "$here/testenv/install.sh" --node
 fi
 echo "install-deps: ready" >&2

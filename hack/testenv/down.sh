@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# down.sh DIR — stops what up.sh started in DIR (kwok, kube-scheduler,
+# down.sh DIR — stops what up.sh started in DIR (a real node: see node.sh stop; kwok, kube-scheduler,
 # kube-controller-manager, kube-apiserver, etcd: SIGTERM, then
 # SIGKILL after CHAOSLAB_STOP_TIMEOUT seconds, default 10) and deletes what up.sh wrote
 # there (data, keys, kubeconfig, env, logs; with --keep-logs the *.log files stay).
@@ -67,6 +67,10 @@ stop() { # $1 name, $2 pid file
   rm -f "$2"
 }
 
+# A real node (up.sh --node) first: its pods, processes, mounts and network.
+if [ -d "$dir/node" ]; then
+  bash "$(dirname "${BASH_SOURCE[0]}")/node.sh" stop "$dir"
+fi
 # Clients first, then the apiserver, then etcd (each would log errors about the next one).
 stop kwok "$dir/kwok.pid"
 stop kube-scheduler "$dir/kube-scheduler.pid"
@@ -77,7 +81,8 @@ stop etcd "$dir/etcd.pid"
 rm -rf "$dir/etcd-data" "$dir/apiserver-certs" "$dir/pki" "$dir/kubeconfig" "$dir/env" "$dir/audit-policy.yaml"
 if [ "$keep_logs" = 0 ]; then
   rm -f "$dir/etcd.log" "$dir/apiserver.log" "$dir/kube-controller-manager.log" \
-    "$dir/kube-scheduler.log" "$dir/kwok.log" "$dir/audit.log"
+    "$dir/kube-scheduler.log" "$dir/kwok.log" "$dir/audit.log" "$dir/containerd.log" "$dir/kubelet.log" \
+    "$dir/kube-proxy.log"
 fi
 if [ "$keep_lock" = 0 ]; then
   rm -f "$dir/.up.lock"

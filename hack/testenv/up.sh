@@ -8,6 +8,11 @@
 #   get scheduled and their pods reach Running/Ready without a kubelet. kwok gives pods
 #   loopback IPs (127.0.1.0/24) and the node 127.0.0.1: nothing listens there unless a
 #   test puts a server on such an address itself.
+# --node (needs root and install.sh --node): a real node instead (node.sh): the apiserver on
+#   198.18.0.1 (the node's address on the bridge chaoslab0) with Services from 198.19.0.0/16,
+#   kube-controller-manager, kube-scheduler, containerd + runc, a kubelet registered as the
+#   Ready node chaoslab-node, CNI, kube-proxy and CoreDNS; the upstream images the chart needs,
+#   built here (node-images.sh), imported into containerd. Adds NODE_IP to DIR/env.
 #
 # Env: KUBE_VERSION, ETCD_VERSION, CHAOSLAB_CACHE     which binaries (see install.sh)
 #      CHAOSLAB_APISERVER_PORT, CHAOSLAB_ETCD_PORT, CHAOSLAB_ETCD_PEER_PORT
@@ -29,15 +34,18 @@ log() { echo "up.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 all=0
+node=0
 args=()
 for a in "$@"; do
   case "$a" in
     --all) all=1 ;;
-    -*) echo "up.sh: unknown option $a" >&2; echo "usage: $0 [--all] DIR" >&2; exit 2 ;;
+    --node) node=1 ;;
+    -*) echo "up.sh: unknown option $a" >&2; echo "usage: $0 [--all|--node] DIR" >&2; exit 2 ;;
     *) args+=("$a") ;;
   esac
 done
-[ "${#args[@]}" -eq 1 ] && [ -n "${args[0]}" ] || { echo "usage: $0 [--all] DIR" >&2; exit 2; }
+[ "${#args[@]}" -eq 1 ] && [ -n "${args[0]}" ] || { echo "usage: $0 [--all|--node] DIR" >&2; exit 2; }
+[ "$all$node" != 11 ] || { echo "up.sh: --all (kwok's fake node) and --node (a real one) exclude each other" >&2; exit 2; }
 mkdir -p "${args[0]}"
 dir="$(cd "${args[0]}" && pwd -P)"
 timeout="${CHAOSLAB_READY_TIMEOUT:-90}"
@@ -93,6 +101,16 @@ if [ "$already" = 0 ] && { [ -f "$dir/etcd.pid" ] || [ -f "$dir/apiserver.pid" ]
   mkdir -p "$dir"
 fi
 
+# The apiserver's address and flags: pods reach it through the kubernetes Service, so on a
+# real node it listens on the node's address and pods get service-account tokens.
+api_ip=127.0.0.1
+api_node_flags=(--service-cluster-ip-range=10.0.0.0/24 --disable-admission-plugins=ServiceAccount)
+if [ "$node" = 1 ]; then
+  bash "$here/node.sh" network "$dir"
+  api_ip=198.18.0.1
+  api_node_flags=(--service-cluster-ip-range=198.19.0.0/16 --kubelet-preferred-address-types=InternalIP)
+fi
+
 if [ "$already" = 0 ]; then
 # ---- ports -----------------------------------------------------------------------------
 port_free() { # $1 port: nothing listens on it and it can be bound on 127.0.0.1
@@ -142,12 +160,13 @@ if [ ! -f "$pki/token.csv" ]; then
       -addext "basicConstraints=critical,CA:TRUE" \
       -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
     # Serving certificate: an end-entity certificate (rustls/webpki refuse a CA certificate
-    # as a server's), with 127.0.0.1 as an IP SAN.
+    # as a server's), with 127.0.0.1 as an IP SAN, and for --node the node address and the
+    # kubernetes Service's address, which pods connect to.
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
     printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature' \
       'extendedKeyUsage=serverAuth' \
-      'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc' \
+      'subjectAltName=IP:127.0.0.1,IP:198.18.0.1,IP:198.19.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local' \
       >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
       -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
@@ -172,7 +191,7 @@ token="$(cat "$pki/token")"
 
 b64() { base64 -w0 <"$1"; }
 write_client_files() { # DIR/kubeconfig and DIR/env for the current ports
-  api_url="https://127.0.0.1:$api_port"
+  api_url="https://$api_ip:$api_port"
   etcd_url="http://127.0.0.1:$etcd_port"
   cat >"$dir/kubeconfig" <<KUBECONFIG_END
 apiVersion: v1
@@ -209,6 +228,7 @@ KUBECONFIG_END
     printf 'export ETCD_PEER_PORT=%q\n' "$etcd_peer_port"
     printf 'export KUBE_VERSION=%q\n' "$KUBE_VERSION"
     printf 'export ETCD_VERSION=%q\n' "$ETCD_VERSION"
+    [ "$node" = 0 ] || printf 'export NODE_IP=%q\n' "$api_ip"
   } >"$dir/env"
   APISERVER_URL="$api_url" APISERVER_CA_FILE="$pki/ca.crt" TOKEN="$token"
 }
@@ -307,12 +327,11 @@ while :; do
     --client-ca-file="$pki/ca.crt" \
     --token-auth-file="$pki/token.csv" \
     --secure-port="$api_port" \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
-    --service-cluster-ip-range=10.0.0.0/24 \
+    --bind-address="$api_ip" \
+    --advertise-address="$api_ip" \
+    "${api_node_flags[@]}" \
     --allow-privileged=true \
     --authorization-mode=RBAC \
-    --disable-admission-plugins=ServiceAccount \
     --service-account-issuer="$api_url" \
     --service-account-key-file="$pki/sa.pub" \
     --service-account-signing-key-file="$pki/sa.key" \
@@ -393,5 +412,8 @@ if [ "$all" = 1 ]; then
     sleep 0.25
   done
   log "controller-manager, scheduler and kwok running; node kwok-node-0 Ready"
+fi
+if [ "$node" = 1 ]; then
+  bash "$here/node.sh" start "$dir" || { log "the node did not come up (logs in $dir/*.log)"; exit 1; }
 fi
 log "use: export KUBECONFIG=$dir/kubeconfig   (or: . $dir/env)"

@@ -29,10 +29,17 @@ impl ControlPlane {
     /// The control plane of this test binary, started on first use.
     pub fn shared() -> &'static ControlPlane {
         static CP: OnceLock<ControlPlane> = OnceLock::new();
-        CP.get_or_init(ControlPlane::start)
+        CP.get_or_init(|| ControlPlane::start(&[]))
     }
 
-    fn start() -> ControlPlane {
+    /// This test binary's control plane with a real node (`up.sh --node`: containerd, kubelet,
+    /// CNI, kube-proxy, CoreDNS), started on first use; needs root and `install.sh --node`.
+    pub fn with_node() -> &'static ControlPlane {
+        static CP: OnceLock<ControlPlane> = OnceLock::new();
+        CP.get_or_init(|| ControlPlane::start(&["--node"]))
+    }
+
+    fn start(up_args: &[&str]) -> ControlPlane {
         let dir = std::env::temp_dir().join(format!("chaoslab-cp-{}", std::process::id()));
         let scripts = repo_root().join("hack/testenv");
         // Watchdog first: whatever happens next, the control plane goes when this process does.
@@ -55,6 +62,7 @@ impl ControlPlane {
         let t0 = Instant::now();
         let out = Command::new("bash")
             .arg(scripts.join("up.sh"))
+            .args(up_args)
             .arg(&dir)
             .stdin(Stdio::null())
             .output()

@@ -1,0 +1,223 @@
+//! The README's Kubernetes quick start, command for command, on a real node (`up.sh --node`:
+//! containerd + runc, a kubelet, CNI, kube-proxy, CoreDNS): every pod of `charts/chaoslab` runs
+//! in a real container from the images built here. Only `kind create cluster` and
+//! `kind load image-archive` are replaced, by the node and by containerd's import (what kind's
+//! load runs on its node). Grafana is off: it cannot be built here (its module is refused).
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use chaoslab_testenv::{ControlPlane, free_port, helm_bin, repo_root};
+use serde_json::Value;
+
+const NS: &str = "chaoslab";
+
+/// Runs `program args` in the repository with the node's kubeconfig; panics with its output if
+/// it fails.
+fn run(cp: &ControlPlane, program: &str, args: &[&str]) -> String {
+    let o = Command::new(program)
+        .args(args)
+        .current_dir(repo_root())
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "`{program} {}` failed:\n{out}\n{err}", args.join(" "));
+    out.into_owned()
+}
+
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
+    run(cp, "kubectl", args)
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// On a failure, prints what a user would look at: pods, the ones not Ready described with their
+/// logs, the kubelet's log tail.
+struct Diagnostics<'a>(&'a ControlPlane);
+
+impl Drop for Diagnostics<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let cp = self.0;
+        let show = |args: &[&str]| {
+            let o = Command::new("kubectl").args(args).env("KUBECONFIG", &cp.kubeconfig).output();
+            let text = o.map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)));
+            eprintln!("$ kubectl {}\n{}", args.join(" "), text.unwrap_or_else(|e| e.to_string()));
+        };
+        show(&["get", "pods", "-A", "-o", "wide"]);
+        show(&["-n", NS, "get", "chaos", "-o", "yaml"]);
+        let pods = Command::new("kubectl")
+            .args(["get", "pods", "-A", "-o", "json"])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for pod in serde_json::from_str::<Value>(&pods).ok().and_then(|v| v["items"].as_array().cloned()).unwrap_or_default() {
+            let ready = pod["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            let (ns, name) = (pod["metadata"]["namespace"].as_str().unwrap_or(""), pod["metadata"]["name"].as_str().unwrap_or(""));
+            if !ready {
+                show(&["-n", ns, "describe", "pod", name]);
+                show(&["-n", ns, "logs", name, "--all-containers", "--tail=50"]);
+            }
+        }
+        let kubelet = std::fs::read_to_string(cp.dir.join("kubelet.log")).unwrap_or_default();
+        let tail: Vec<&str> = kubelet.lines().rev().take(60).collect();
+        eprintln!("kubelet log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+}
+
+/// `kubectl port-forward`, as the README has it; stopped on drop.
+struct PortForward(Child);
+
+impl PortForward {
+    fn start(cp: &ControlPlane, target: &str, remote: u16) -> (Self, u16) {
+        let port = free_port();
+        let child = Command::new("kubectl")
+            .args(["-n", NS, "port-forward", target, &format!("{port}:{remote}")])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl port-forward");
+        (PortForward(child), port)
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(url: &str) -> Option<String> {
+    let o = Command::new("curl").args(["-fsS", "--max-time", "5", url]).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Retries `f` every second for up to `limit`.
+fn within<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let t0 = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if t0.elapsed() > limit => panic!("{what} not within {limit:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// The chaoslab images as the README builds them, loaded the way `kind load image-archive` loads
+/// them (debug profile: the binaries this test run built; the README's release build differs only
+/// in optimisation).
+fn load_chaoslab_images(cp: &ControlPlane) {
+    let out = run(cp, "bash", &["hack/build-images.sh", "--profile", "debug"]);
+    let sock = cp.dir.join("node/containerd/containerd.sock");
+    for archive in out.lines() {
+        run(cp, "ctr", &["--address", sock.to_str().unwrap(), "-n", "k8s.io", "images", "import", "--all-platforms", "--digests", archive]);
+    }
+}
+
+fn toxics_on(pod_ip: &str) -> Vec<Value> {
+    let proxies = json(&http_get(&format!("http://{pod_ip}:8474/proxies")).expect("Toxiproxy admin answers"));
+    proxies.as_object().expect("proxies").values().flat_map(|p| p["toxics"].as_array().cloned().unwrap_or_default()).collect()
+}
+
+/// When each phase of the scenario was first reported current (`chaoslab_scenario_phase == 1`),
+/// read from Prometheus over the run.
+fn phases_seen(prometheus: u16, since: u64) -> Vec<(String, f64)> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let url = format!(
+        "http://127.0.0.1:{prometheus}/api/v1/query_range?query=chaoslab_scenario_phase%7Bscenario%3D%22multi-failure%22%7D%3D%3D1&start={since}&end={now}&step=5"
+    );
+    let body = json(&http_get(&url).unwrap_or_default());
+    let mut seen: Vec<(String, f64)> = body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let first = s["values"][0][0].as_f64().unwrap_or(f64::MAX);
+            (s["metric"]["phase"].as_str().unwrap_or("").to_string(), first)
+        })
+        .collect();
+    seen.sort_by(|a, b| a.1.total_cmp(&b.1));
+    seen
+}
+
+#[test]
+fn the_readme_quick_start_runs_on_a_real_node() {
+    let t0 = Instant::now();
+    let cp = ControlPlane::with_node();
+    eprintln!("node up in {:?}", cp.startup);
+    let _diagnostics = Diagnostics(cp);
+    load_chaoslab_images(cp);
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+
+    // The README, from helm install on (Grafana off: see the module doc).
+    run(cp, &helm_bin().to_string_lossy(), &[
+        "install", "chaoslab", "charts/chaoslab", "--namespace", NS, "--create-namespace", "--set", "grafana.enabled=false",
+    ]);
+    kubectl(cp, &["-n", NS, "rollout", "status", "statefulset/chaoslab-backend", "--timeout=5m"]);
+    kubectl(cp, &["-n", NS, "wait", "--for=condition=Available", "deployment", "--all", "--timeout=5m"]);
+    eprintln!("chart running in {:?}", t0.elapsed());
+    kubectl(cp, &["-n", NS, "apply", "-f", "examples/multi-failure.yaml"]);
+    kubectl(cp, &["-n", NS, "wait", "--for=jsonpath={.status.phase}=Completed", "chaos/multi-failure", "--timeout=5m"]);
+    eprintln!("scenario completed at {:?}", t0.elapsed());
+
+    let chaos = json(&kubectl(cp, &["-n", NS, "get", "chaos", "multi-failure", "-o", "json"]));
+    let status = &chaos["status"];
+    assert_eq!(status["verdict"], "Passed", "{status:#}");
+    let checks = status["checks"].as_array().expect("checks");
+    assert!(!checks.is_empty() && checks.iter().all(|c| c["result"] == "Passed"), "{checks:#?}");
+
+    // No toxic left on any sidecar (the node reaches pod addresses over its bridge).
+    let pods = json(&kubectl(cp, &["-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=backend", "-o", "json"]));
+    let ips: Vec<String> = pods["items"].as_array().unwrap().iter().map(|p| p["status"]["podIP"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ips.len(), 3, "{ips:?}");
+    for ip in &ips {
+        assert!(ip.starts_with("198.18.1."), "pod address {ip} outside the node's pod range");
+        assert_eq!(toxics_on(ip), Vec::<Value>::new(), "toxics left on {ip}");
+    }
+
+    // Prometheus, reached as the README reaches Grafana: the phases in order, all three servers.
+    let (_pf, port) = PortForward::start(cp, "svc/chaoslab-prometheus-server", 80);
+    let phases = within("the three phases in Prometheus", Duration::from_secs(30), || {
+        let seen = phases_seen(port, since);
+        let names: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+        let wanted = ["Stabilization", "Testing", "Recovery"];
+        let order: Vec<&str> = names.iter().copied().filter(|p| wanted.contains(p)).collect();
+        if order == wanted { Ok(seen) } else { Err(format!("{seen:?}")) }
+    });
+    eprintln!("phases first seen current: {phases:?}");
+    let servers = within("client series of three servers", Duration::from_secs(30), || {
+        let url = format!("http://127.0.0.1:{port}/api/v1/query?query=count%20by%20(server)%20(chaoslab_client_requests_total)");
+        let body = json(&http_get(&url).ok_or("prometheus did not answer")?);
+        let n = body["data"]["result"].as_array().map_or(0, Vec::len);
+        if n >= 3 { Ok(body) } else { Err(format!("{body}")) }
+    });
+    eprintln!("client series: {}", servers["data"]["result"]);
+
+    // helm uninstall: no pod left, the CRD stays.
+    run(cp, &helm_bin().to_string_lossy(), &["uninstall", "chaoslab", "--namespace", NS, "--wait"]);
+    within("every chart pod gone", Duration::from_secs(120), || {
+        let left = kubectl(cp, &["-n", NS, "get", "pods", "-o", "name"]);
+        if left.trim().is_empty() { Ok(()) } else { Err(left) }
+    });
+    kubectl(cp, &["get", "crd", "chaosscenarios.chaoslab.dev"]);
+    // The test range stays unreachable from the machine's own interface while the node runs.
+    let routes = String::from_utf8(Command::new("ip").args(["route", "show", "type", "unreachable"]).output().unwrap().stdout).unwrap();
+    assert!(routes.contains("198.18.0.0/15"), "{routes}");
+    assert!(Path::new(&cp.dir).exists());
+    eprintln!("quick start done in {:?}", t0.elapsed());
+}
