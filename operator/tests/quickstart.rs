@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use chaoslab_testenv::{ControlPlane, free_port, helm_bin, repo_root};
+use chaoslab_testenv::{ControlPlane, ScratchDir, free_port, helm_bin, repo_root};
 use serde_json::Value;
 
 const NS: &str = "chaoslab";
@@ -49,7 +49,8 @@ impl Drop for Diagnostics<'_> {
         let cp = self.0;
         let show = |args: &[&str]| {
             let o = Command::new("kubectl").args(args).env("KUBECONFIG", &cp.kubeconfig).output();
-            let text = o.map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)));
+            let text =
+                o.map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)));
             eprintln!("$ kubectl {}\n{}", args.join(" "), text.unwrap_or_else(|e| e.to_string()));
         };
         show(&["get", "pods", "-A", "-o", "wide"]);
@@ -60,11 +61,14 @@ impl Drop for Diagnostics<'_> {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        for pod in serde_json::from_str::<Value>(&pods).ok().and_then(|v| v["items"].as_array().cloned()).unwrap_or_default() {
+        for pod in
+            serde_json::from_str::<Value>(&pods).ok().and_then(|v| v["items"].as_array().cloned()).unwrap_or_default()
+        {
             let ready = pod["status"]["conditions"]
                 .as_array()
                 .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-            let (ns, name) = (pod["metadata"]["namespace"].as_str().unwrap_or(""), pod["metadata"]["name"].as_str().unwrap_or(""));
+            let (ns, name) =
+                (pod["metadata"]["namespace"].as_str().unwrap_or(""), pod["metadata"]["name"].as_str().unwrap_or(""));
             if !ready {
                 show(&["-n", ns, "describe", "pod", name]);
                 show(&["-n", ns, "logs", name, "--all-containers", "--tail=50"]);
@@ -124,23 +128,42 @@ fn load_chaoslab_images(cp: &ControlPlane) {
     let out = run(cp, "bash", &["hack/build-images.sh", "--profile", "debug"]);
     let sock = cp.dir.join("node/containerd/containerd.sock");
     for archive in out.lines() {
-        run(cp, "ctr", &["--address", sock.to_str().unwrap(), "-n", "k8s.io", "images", "import", "--all-platforms", "--digests", archive]);
+        run(
+            cp,
+            "ctr",
+            &[
+                "--address",
+                sock.to_str().unwrap(),
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "--all-platforms",
+                "--digests",
+                archive,
+            ],
+        );
     }
 }
 
 fn toxics_on(pod_ip: &str) -> Vec<Value> {
     let proxies = json(&http_get(&format!("http://{pod_ip}:8474/proxies")).expect("Toxiproxy admin answers"));
-    proxies.as_object().expect("proxies").values().flat_map(|p| p["toxics"].as_array().cloned().unwrap_or_default()).collect()
+    proxies
+        .as_object()
+        .expect("proxies")
+        .values()
+        .flat_map(|p| p["toxics"].as_array().cloned().unwrap_or_default())
+        .collect()
 }
 
 /// When each phase of the scenario was first reported current (`chaoslab_scenario_phase == 1`),
 /// read from Prometheus over the run.
-fn phases_seen(prometheus: u16, since: u64) -> Vec<(String, f64)> {
+fn phases_seen(prometheus: u16, since: u64) -> Result<Vec<(String, f64)>, String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let url = format!(
-        "http://127.0.0.1:{prometheus}/api/v1/query_range?query=chaoslab_scenario_phase%7Bscenario%3D%22multi-failure%22%7D%3D%3D1&start={since}&end={now}&step=5"
+        "http://127.0.0.1:{prometheus}/api/v1/query_range?query=chaoslab_scenario_phase%7Bscenario%3D%22chaoslab%2Fmulti-failure%22%7D%3D%3D1&start={since}&end={now}&step=5"
     );
-    let body = json(&http_get(&url).unwrap_or_default());
+    let body = json(&http_get(&url).ok_or("Prometheus did not answer (yet)")?);
     let mut seen: Vec<(String, f64)> = body["data"]["result"]
         .as_array()
         .cloned()
@@ -152,38 +175,126 @@ fn phases_seen(prometheus: u16, since: u64) -> Vec<(String, f64)> {
         })
         .collect();
     seen.sort_by(|a, b| a.1.total_cmp(&b.1));
-    seen
+    Ok(seen)
+}
+
+/// The README's quick-start block (under "On Kubernetes"), one command a line, comments dropped.
+fn readme_quick_start() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let section = readme.split("## On Kubernetes").nth(1).expect("README has an \"On Kubernetes\" section");
+    let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
+    let command = |l: &str| l.split("  #").next().unwrap_or("").trim().to_string();
+    block.lines().map(command).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+}
+
+/// What the test runs for a README line: kind's steps are the node and the import, the watch
+/// never ends, Grafana is off (it cannot be built here); `helm install` gets `grafana.enabled=false`.
+fn as_run(line: &str) -> Option<String> {
+    let skipped = [
+        "kind ",
+        "bash hack/build-images.sh",
+        "kubectl -n chaoslab get chaos -w",
+        "kubectl -n chaoslab port-forward svc/chaoslab-grafana",
+    ];
+    if skipped.iter().any(|s| line.starts_with(s)) {
+        return None;
+    }
+    Some(if line.starts_with("helm install ") {
+        format!("{line} --set grafana.enabled=false")
+    } else {
+        line.to_string()
+    })
+}
+
+/// A directory with `helm` in it (the cached build), for PATH.
+fn helm_on_path() -> ScratchDir {
+    let bin = ScratchDir::new("quickstart-bin");
+    std::os::unix::fs::symlink(helm_bin(), bin.join("helm")).unwrap();
+    bin
+}
+
+/// Runs a README line with `bash -c` as a user's shell would, `bin` first on PATH; bounded.
+fn shell(cp: &ControlPlane, bin: &Path, line: &str) -> String {
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    eprintln!("$ {line}");
+    let o = Command::new("timeout")
+        .args(["330", "bash", "-c", line])
+        .current_dir(repo_root())
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("PATH", path)
+        .output()
+        .expect("bash");
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "`{line}` failed ({}):\n{out}\n{err}", o.status);
+    out.into_owned()
+}
+
+/// What the machine has that a node could leave behind: links, network namespaces, nftables
+/// tables, mounts and processes naming `dir`, routes into the test range.
+fn machine_state(dir: &Path) -> Vec<String> {
+    let out = |program: &str, args: &[&str]| {
+        let o = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let dir = dir.to_string_lossy().into_owned();
+    let mut state: Vec<String> = out("ip", &["-o", "link"])
+        .lines()
+        .map(|l| format!("link {}", l.split(':').nth(1).unwrap_or("").trim()))
+        .collect();
+    state.extend(out("ip", &["netns", "list"]).lines().map(|l| format!("netns {l}")));
+    state.extend(out("nft", &["list", "tables"]).lines().map(String::from));
+    state.extend(
+        out("ip", &["route", "show", "all"]).lines().filter(|l| l.contains("198.1")).map(|l| format!("route {l}")),
+    );
+    state.extend(
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(|l| format!("mount {l}")),
+    );
+    // (The control plane's watchdog names it too: it runs down.sh when this test binary exits.)
+    let ours = |l: &&str| !l.contains("while kill -0");
+    state.extend(out("pgrep", &["-af", &dir]).lines().filter(ours).map(|l| format!("process {l}")));
+    state.sort();
+    state
 }
 
 #[test]
 fn the_readme_quick_start_runs_on_a_real_node() {
     let t0 = Instant::now();
+    let before = machine_state(&std::env::temp_dir().join(format!("chaoslab-cp-{}", std::process::id())));
     let cp = ControlPlane::with_node();
     eprintln!("node up in {:?}", cp.startup);
     let _diagnostics = Diagnostics(cp);
     load_chaoslab_images(cp);
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
 
-    // The README, from helm install on (Grafana off: see the module doc).
-    run(cp, &helm_bin().to_string_lossy(), &[
-        "install", "chaoslab", "charts/chaoslab", "--namespace", NS, "--create-namespace", "--set", "grafana.enabled=false",
-    ]);
-    kubectl(cp, &["-n", NS, "rollout", "status", "statefulset/chaoslab-backend", "--timeout=5m"]);
-    kubectl(cp, &["-n", NS, "wait", "--for=condition=Available", "deployment", "--all", "--timeout=5m"]);
-    eprintln!("chart running in {:?}", t0.elapsed());
-    kubectl(cp, &["-n", NS, "apply", "-f", "examples/multi-failure.yaml"]);
-    kubectl(cp, &["-n", NS, "wait", "--for=jsonpath={.status.phase}=Completed", "chaos/multi-failure", "--timeout=5m"]);
-    eprintln!("scenario completed at {:?}", t0.elapsed());
+    let lines = readme_quick_start();
+    assert!(lines.iter().any(|l| l.starts_with("helm install ")), "{lines:#?}");
+    let (bin, mut printed) = (helm_on_path(), String::new());
+    for line in lines.iter().filter_map(|l| as_run(l)) {
+        printed = shell(cp, bin.path(), &line);
+        if line.contains("apply -f examples/multi-failure.yaml") {
+            // Not a README step: every Deployment of the chart Available (real probes) first.
+            kubectl(cp, &["-n", NS, "wait", "--for=condition=Available", "deployment", "--all", "--timeout=5m"]);
+            eprintln!("chart running at {:?}", t0.elapsed());
+        }
+    }
+    eprintln!("scenario completed at {:?}; the README's last command printed:\n{printed}", t0.elapsed());
+    // That last command lists the checks: each one passed.
+    assert!(printed.lines().count() >= 5 && printed.lines().all(|l| l.contains(": passed=true - ")), "{printed}");
 
     let chaos = json(&kubectl(cp, &["-n", NS, "get", "chaos", "multi-failure", "-o", "json"]));
     let status = &chaos["status"];
     assert_eq!(status["verdict"], "Passed", "{status:#}");
     let checks = status["checks"].as_array().expect("checks");
-    assert!(!checks.is_empty() && checks.iter().all(|c| c["result"] == "Passed"), "{checks:#?}");
-
+    assert!(!checks.is_empty() && checks.iter().all(|c| c["passed"] == true), "{checks:#?}");
     // No toxic left on any sidecar (the node reaches pod addresses over its bridge).
-    let pods = json(&kubectl(cp, &["-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=backend", "-o", "json"]));
-    let ips: Vec<String> = pods["items"].as_array().unwrap().iter().map(|p| p["status"]["podIP"].as_str().unwrap().to_string()).collect();
+    let pods =
+        json(&kubectl(cp, &["-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=backend", "-o", "json"]));
+    let ips: Vec<String> =
+        pods["items"].as_array().unwrap().iter().map(|p| p["status"]["podIP"].as_str().unwrap().to_string()).collect();
     assert_eq!(ips.len(), 3, "{ips:?}");
     for ip in &ips {
         assert!(ip.starts_with("198.18.1."), "pod address {ip} outside the node's pod range");
@@ -193,7 +304,7 @@ fn the_readme_quick_start_runs_on_a_real_node() {
     // Prometheus, reached as the README reaches Grafana: the phases in order, all three servers.
     let (_pf, port) = PortForward::start(cp, "svc/chaoslab-prometheus-server", 80);
     let phases = within("the three phases in Prometheus", Duration::from_secs(30), || {
-        let seen = phases_seen(port, since);
+        let seen = phases_seen(port, since)?;
         let names: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
         let wanted = ["Stabilization", "Testing", "Recovery"];
         let order: Vec<&str> = names.iter().copied().filter(|p| wanted.contains(p)).collect();
@@ -201,7 +312,9 @@ fn the_readme_quick_start_runs_on_a_real_node() {
     });
     eprintln!("phases first seen current: {phases:?}");
     let servers = within("client series of three servers", Duration::from_secs(30), || {
-        let url = format!("http://127.0.0.1:{port}/api/v1/query?query=count%20by%20(server)%20(chaoslab_client_requests_total)");
+        let url = format!(
+            "http://127.0.0.1:{port}/api/v1/query?query=count%20by%20(server)%20(chaoslab_client_requests_total)"
+        );
         let body = json(&http_get(&url).ok_or("prometheus did not answer")?);
         let n = body["data"]["result"].as_array().map_or(0, Vec::len);
         if n >= 3 { Ok(body) } else { Err(format!("{body}")) }
@@ -216,8 +329,16 @@ fn the_readme_quick_start_runs_on_a_real_node() {
     });
     kubectl(cp, &["get", "crd", "chaosscenarios.chaoslab.dev"]);
     // The test range stays unreachable from the machine's own interface while the node runs.
-    let routes = String::from_utf8(Command::new("ip").args(["route", "show", "type", "unreachable"]).output().unwrap().stdout).unwrap();
+    let routes =
+        String::from_utf8(Command::new("ip").args(["route", "show", "type", "unreachable"]).output().unwrap().stdout)
+            .unwrap();
     assert!(routes.contains("198.18.0.0/15"), "{routes}");
-    assert!(Path::new(&cp.dir).exists());
     eprintln!("quick start done in {:?}", t0.elapsed());
+
+    // down.sh, twice: the machine is as it was before the node.
+    for _ in 0..2 {
+        run(cp, "bash", &["hack/testenv/down.sh", cp.dir.to_str().unwrap()]);
+    }
+    assert_eq!(machine_state(&cp.dir), before, "left behind by the node");
+    assert!(!cp.dir.exists(), "{} left", cp.dir.display());
 }
