@@ -2,7 +2,7 @@
 # node.sh network|start|stop DIR — the real node of `up.sh --node DIR`; up.sh and down.sh call
 # it, it is not meant to be run alone.
 #   network: the bridge chaoslab0 holding the node's address 198.18.0.1/24, an `unreachable`
-#            route for all of 198.18.0.0/15, IPv4 forwarding; pods get 198.18.1.0/24 on the CNI
+#            route for all of 198.18.0.0/15, IPv4 forwarding and bridge netfilter; pods get 198.18.1.0/24 on the CNI
 #            bridge chaoslab-pods (gateway 198.18.1.1), which the bridge plugin creates
 #   start:   containerd + runc, the node images, CNI (bridge, host-local, loopback, portmap),
 #            kube-controller-manager, kube-scheduler, the kubelet (waits for a Ready node),
@@ -32,23 +32,14 @@ NODE_IP=198.18.0.1
 POD_CIDR=198.18.1.0/24
 POD_GATEWAY=198.18.1.1
 TEST_RANGE=198.18.0.0/15
+bridge_nf=/proc/sys/net/bridge/bridge-nf-call-iptables
 DNS_IP=198.19.0.10
 node_name=chaoslab-node
 sock="$nd/containerd/containerd.sock"
 timeout="${CHAOSLAB_READY_TIMEOUT:-90}"
 
-pid_ours() { # $1 pid file: alive, and its command line names DIR
-  local pid
-  pid="$(cat "$1" 2>/dev/null)" || return 1
-  [[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/"
-}
-start_bg() { # $1 name (pid and log file), $2... command
-  local name="$1"; shift
-  pid_ours "$dir/$name.pid" && return 0
-  log "starting $name"
-  setsid "$@" </dev/null >"$dir/$name.log" 2>&1 9>&- &
-  echo "$!" >"$dir/$name.pid"
-}
+# shellcheck source=procs.sh
+. "$here/procs.sh"
 alive_or_die() { # $1... names
   local n
   for n in "$@"; do
@@ -77,6 +68,7 @@ network() {
   if [ ! -f "$nd/network" ]; then
     # What stop() restores or removes.
     cat /proc/sys/net/ipv4/ip_forward >"$nd/ip_forward.before"
+    cat "$bridge_nf" >"$nd/bridge-nf.before" 2>/dev/null || true
     nft list tables >"$nd/nft-tables.before" 2>/dev/null || true
     ip netns list 2>/dev/null | awk '{print $1}' >"$nd/netns.before" || true
     touch "$nd/network"
@@ -88,6 +80,9 @@ network() {
   # whatever kube-proxy has programmed yet: the bridge's /24s are more specific than this.
   ip route replace unreachable "$TEST_RANGE"
   echo 1 >/proc/sys/net/ipv4/ip_forward
+  # Bridged packets through netfilter: a reply from a Service's pod to a client pod on the same
+  # bridge must meet the connection's NAT on the way back.
+  [ ! -e "$bridge_nf" ] || echo 1 >"$bridge_nf"
 }
 
 containerd_config() {
@@ -297,29 +292,18 @@ start() {
   log "kube-proxy and CoreDNS ($DNS_IP) running"
 }
 
-stop_pid() { # $1 name: SIGTERM, then SIGKILL after 10 s
-  local pid i
-  pid_ours "$dir/$1.pid" || { rm -f "$dir/$1.pid"; return 0; }
-  pid="$(cat "$dir/$1.pid")"
-  log "stopping $1 (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$dir/$1.pid"
-}
-
 stop() {
   [ -d "$nd" ] || return 0
   # The kubelet first, or it starts again what is being removed.
-  stop_pid kubelet
-  stop_pid kube-proxy
-  stop_pid kube-scheduler
-  stop_pid kube-controller-manager
+  stop_bg kubelet
+  stop_bg kube-proxy
+  stop_bg kube-scheduler
+  stop_bg kube-controller-manager
   if pid_ours "$dir/containerd.pid" && [ -x "$CRICTL_BIN" ]; then
     log "removing every pod sandbox (CNI releases addresses and network namespaces)"
     crictl_ rmp --all --force >/dev/null 2>&1 || crictl_ rmp --all --force >&2 || true
   fi
-  stop_pid containerd
+  stop_bg containerd
   # Shims outlive containerd; any container left is killed with its shim.
   local pid
   for pid in $(pgrep -f "containerd-shim-runc-v2 .*$nd/" || true); do
@@ -347,6 +331,7 @@ stop() {
     ip link del "$pod_bridge" 2>/dev/null || true
     ip route del unreachable "$TEST_RANGE" 2>/dev/null || true
     cat "$nd/ip_forward.before" >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
+    [ ! -s "$nd/bridge-nf.before" ] || cat "$nd/bridge-nf.before" >"$bridge_nf" 2>/dev/null || true
   fi
   rm -rf "$nd"
   log "node removed"

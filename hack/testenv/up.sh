@@ -68,15 +68,8 @@ if command -v flock >/dev/null; then
   flock 9
 fi
 
-# A pid counts only if it is alive and its command line names this DIR (no pid reuse).
-pid_ours() { # $1 pid file
-  local pid
-  [ -f "$1" ] || return 1
-  pid="$(cat "$1" 2>/dev/null)" || return 1
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/"
-}
+# shellcheck source=procs.sh
+. "$here/procs.sh"
 
 readyz_ok() { # uses APISERVER_URL, APISERVER_CA_FILE, TOKEN
   curl -fsS --max-time 3 --cacert "$APISERVER_CA_FILE" -H "Authorization: Bearer $TOKEN" \
@@ -379,24 +372,17 @@ api() { # $1 method, $2 path, [$3 JSON body]; prints the body, fails on HTTP >= 
   cat "$out"; rm -f "$out"
   [ "$code" -lt 400 ] || [ "$code" = 409 ]
 }
-start_extra() { # $1 name (pid and log file), $2... command
-  local name="$1"; shift
-  if pid_ours "$dir/$name.pid"; then return 0; fi
-  log "starting $name"
-  setsid "$@" </dev/null >"$dir/$name.log" 2>&1 9>&- &
-  echo "$!" >"$dir/$name.pid"
-}
 if [ "$all" = 1 ]; then
   # Not in started[]: a failure here leaves etcd and the apiserver up (down.sh stops all).
-  start_extra kube-controller-manager "$KUBE_CONTROLLER_MANAGER_BIN" \
+  start_bg kube-controller-manager "$KUBE_CONTROLLER_MANAGER_BIN" \
     --kubeconfig="$dir/kubeconfig" \
     --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false \
     --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
     --use-service-account-credentials=true --cluster-name=chaoslab
-  start_extra kube-scheduler "$KUBE_SCHEDULER_BIN" \
+  start_bg kube-scheduler "$KUBE_SCHEDULER_BIN" \
     --kubeconfig="$dir/kubeconfig" \
     --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false
-  start_extra kwok "$KWOK_BIN" \
+  start_bg kwok "$KWOK_BIN" \
     --kubeconfig="$dir/kubeconfig" --config="$KWOK_STAGES" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr=127.0.1.0/24 --node-ip=127.0.0.1 --node-lease-duration-seconds=40
