@@ -97,11 +97,11 @@ fi
 # The apiserver's address and flags: pods reach it through the kubernetes Service, so on a
 # real node it listens on the node's address and pods get service-account tokens.
 api_ip=127.0.0.1
-api_node_flags=(--service-cluster-ip-range=10.0.0.0/24 --disable-admission-plugins=ServiceAccount)
+api_mode_flags=(--service-cluster-ip-range=10.0.0.0/24 --disable-admission-plugins=ServiceAccount)
 if [ "$node" = 1 ]; then
   bash "$here/node.sh" network "$dir"
   api_ip=198.18.0.1
-  api_node_flags=(--service-cluster-ip-range=198.19.0.0/16 --kubelet-preferred-address-types=InternalIP)
+  api_mode_flags=(--service-cluster-ip-range=198.19.0.0/16 --kubelet-preferred-address-types=InternalIP)
 fi
 
 if [ "$already" = 0 ]; then
@@ -322,7 +322,7 @@ while :; do
     --secure-port="$api_port" \
     --bind-address="$api_ip" \
     --advertise-address="$api_ip" \
-    "${api_node_flags[@]}" \
+    "${api_mode_flags[@]}" \
     --allow-privileged=true \
     --authorization-mode=RBAC \
     --service-account-issuer="$api_url" \
