@@ -5,7 +5,7 @@
 use chaoslab_core::{api::TargetStatus, faults::DesiredProxy, verification::Finding};
 use chaoslab_toxiproxy::{Client as Toxiproxy, Target, converge_all};
 
-use crate::{context::Context, error::Problem, record, targets};
+use crate::{context::Context, error::Problem, metrics::Call, record, targets};
 
 /// What happens to a record entry once its proxy is proven clean.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,9 @@ pub async fn converge_record(ctx: &Context, ns: &str, jobs: Vec<Job>) -> Converg
         .zip(&clients)
         .filter_map(|(j, c)| Some(Target { client: c.as_ref().ok()?, proxy: &j.entry.proxy, desired: &j.desired }))
         .collect();
+    let timer = ctx.metrics.time(Call::ToxiproxyConverge);
     let mut reports = converge_all(&calls).await.into_iter();
+    drop(timer);
     let mut out = Converged { record: Vec::new(), problems: Vec::new(), findings: Vec::new() };
     for (job, client) in jobs.iter().zip(clients) {
         let result = client.and_then(|_| reports.next().expect("one report per call"));

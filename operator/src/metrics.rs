@@ -18,6 +18,41 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// What went wrong, by kind (toxiproxy_unreachable, targets_missing, kube_api, …).
     pub errors: IntCounterVec,
+    /// Where a reconcile's time goes: one series per [`Call`].
+    pub calls: HistogramVec,
+}
+
+/// The calls a reconcile waits on, timed in `chaoslab_operator_call_duration_seconds{call}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// Listing the pods (or reading the endpoints) a scenario's selector names.
+    ResolveTargets,
+    /// One round of Toxiproxy calls: every target of the scenario converged at once.
+    ToxiproxyConverge,
+    /// Writing the scenario's status (server-side apply).
+    StatusPatch,
+    /// Publishing an Event.
+    Event,
+}
+
+impl Call {
+    pub const ALL: [Call; 4] = [Call::ResolveTargets, Call::ToxiproxyConverge, Call::StatusPatch, Call::Event];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Call::ResolveTargets => "resolve_targets",
+            Call::ToxiproxyConverge => "toxiproxy_converge",
+            Call::StatusPatch => "status_patch",
+            Call::Event => "event",
+        }
+    }
+}
+
+impl Metrics {
+    /// Times `call` until the returned timer is dropped.
+    pub fn time(&self, call: Call) -> prometheus::HistogramTimer {
+        self.calls.with_label_values(&[call.label()]).start_timer()
+    }
 }
 
 impl Default for Metrics {
@@ -61,6 +96,18 @@ impl Default for Metrics {
             &["kind"],
         )
         .unwrap();
+        let calls = HistogramVec::new(
+            HistogramOpts::new(
+                "chaoslab_operator_call_duration_seconds",
+                "Time a reconcile spent waiting on each kind of call (resolve_targets, toxiproxy_converge, status_patch, event)",
+            )
+            .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]),
+            &["call"],
+        )
+        .unwrap();
+        for call in Call::ALL {
+            calls.with_label_values(&[call.label()]);
+        }
         // Every outcome series exists from the start, so rates and alerts see 0 rather than nothing.
         for outcome in ["ok", "error"] {
             reconciles.with_label_values(&[outcome]);
@@ -73,6 +120,7 @@ impl Default for Metrics {
             Box::new(phase_transition_lateness.clone()),
             Box::new(leader.clone()),
             Box::new(errors.clone()),
+            Box::new(calls.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -85,6 +133,7 @@ impl Default for Metrics {
             phase_transition_lateness,
             leader,
             errors,
+            calls,
         }
     }
 }
@@ -104,6 +153,10 @@ mod tests {
             "chaoslab_operator_toxiproxy_converges_total{outcome=\"error\"} 0",
             "chaoslab_operator_reconcile_duration_seconds_count 0",
             "chaoslab_operator_leader 0",
+            "chaoslab_operator_call_duration_seconds_count{call=\"resolve_targets\"} 0",
+            "chaoslab_operator_call_duration_seconds_count{call=\"toxiproxy_converge\"} 0",
+            "chaoslab_operator_call_duration_seconds_count{call=\"status_patch\"} 0",
+            "chaoslab_operator_call_duration_seconds_count{call=\"event\"} 0",
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }

@@ -28,6 +28,7 @@ use crate::{
     context::Context,
     converge::{converge_record, jobs, release_all},
     error::{Error, Kind, Problem},
+    metrics::Call,
     queue, record,
     sampler::{Judging, Sampler},
     status,
@@ -72,10 +73,16 @@ async fn write_status(ctx: &Context, obj: &ChaosScenario, status: &ChaosScenario
         "kind": "ChaosScenario",
         "status": status,
     });
+    let _timer = ctx.metrics.time(Call::StatusPatch);
     api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(Error::Kube)?;
     Ok(())
+}
+
+async fn resolve_targets(ctx: &Context, obj: &ChaosScenario) -> Result<Vec<Target>, Problem> {
+    let _timer = ctx.metrics.time(Call::ResolveTargets);
+    targets::resolve(&ctx.client, obj).await
 }
 
 async fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &str, note: String) {
@@ -86,6 +93,7 @@ async fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &st
         action: "Reconcile".into(),
         secondary: None,
     };
+    let _timer = ctx.metrics.time(Call::Event);
     if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
         tracing::warn!(scenario = %scenario_key(obj), "cannot publish event: {e}");
     }
@@ -470,7 +478,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         return halt(&ctx, &obj, &old, &reason).await;
     }
     let spec = &obj.spec;
-    let targets = match targets::resolve(&ctx.client, &obj).await {
+    let targets = match resolve_targets(&ctx, &obj).await {
         Ok(t) => t,
         Err(p) if p.kind.is_permanent() || gave_up_waiting(&obj, &old, now) => {
             return fail(&ctx, &obj, &old, &old.targets, 0, p).await;
@@ -661,7 +669,7 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
     let uid = obj.uid().unwrap_or_default();
     forget(&ctx, &uid);
     // The current targets too: a crash may have come before their first record.
-    let targets = targets::resolve(&ctx.client, &obj).await.unwrap_or_default();
+    let targets = resolve_targets(&ctx, &obj).await.unwrap_or_default();
     let record = record::grow(&old.targets, &targets);
     let owner = owner_tag(&uid);
     let done = converge_record(&ctx, &ns(&obj), release_all(&record, record.len(), &owner)).await;

@@ -320,6 +320,30 @@ fn the_readme_quick_start_runs_on_a_real_node() {
         if n >= 3 { Ok(body) } else { Err(format!("{body}")) }
     });
     eprintln!("client series: {}", servers["data"]["result"]);
+    // Where the operator's reconciles spent their time, per kind of call, for a user to see.
+    let calls = within("the operator's call timings", Duration::from_secs(30), || {
+        let q = "sum%20by%20(call)%20(chaoslab_operator_call_duration_seconds_count)";
+        let body = json(
+            &http_get(&format!("http://127.0.0.1:{port}/api/v1/query?query={q}")).ok_or("prometheus did not answer")?,
+        );
+        let counted: Vec<(String, f64)> = body["data"]["result"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|s| {
+                        (
+                            s["metric"]["call"].as_str().unwrap_or("").to_string(),
+                            s["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let all = ["resolve_targets", "toxiproxy_converge", "status_patch", "event"];
+        let seen = |c: &str| counted.iter().any(|(n, v)| n == c && *v > 0.0);
+        if all.iter().all(|c| seen(c)) { Ok(counted) } else { Err(format!("{counted:?}")) }
+    });
+    eprintln!("operator calls timed: {calls:?}");
 
     // helm uninstall: no pod left, the CRD stays.
     run(cp, &helm_bin().to_string_lossy(), &["uninstall", "chaoslab", "--namespace", NS, "--wait"]);
