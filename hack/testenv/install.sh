@@ -66,6 +66,30 @@ new_build_tmp() { # $1 name
   trap 'rm -rf "$build_tmp"' EXIT
 }
 
+# go_build DIR OUT WHAT ARGS...: `go build ARGS` in the (helper) module DIR, into a scratch file
+# moved to OUT only once built, so a failed build leaves nothing. WHAT names it in the progress line.
+go_build() {
+  local dir="$1" out="$2" what="$3" name
+  shift 3
+  name="$(basename "$out")"
+  new_build_tmp "$name"
+  log "building $what (minutes the first time)..."
+  (cd "$dir" && gocmd build -p "$jobs" -trimpath -o "$build_tmp/$name" "$@")
+  mv -f "$build_tmp/$name" "$out"
+}
+
+# go_install OUT WHAT ARGS...: `go install ARGS` (ending in pkg@version), the same way.
+go_install() {
+  local out="$1" what="$2" pkg
+  shift 2
+  pkg="${*: -1}"
+  pkg="${pkg%@*}"
+  new_build_tmp "$(basename "$out")"
+  log "building $what (minutes the first time)..."
+  GOBIN="$build_tmp" gocmd install -p "$jobs" -trimpath "$@"
+  mv -f "$build_tmp/${pkg##*/}" "$out"
+}
+
 # $1: module@version. Prints the path of its go.mod in the module cache.
 gomod_of() {
   local json path
@@ -152,12 +176,9 @@ build_kube() {
   local major="${KUBE_VERSION%%.*}"
   local dir
   dir="$(kube_module)"
-  new_build_tmp "$cmd"
-  log "building $cmd v$KUBE_VERSION (several minutes the first time)..."
-  (cd "$dir" && gocmd build -p "$jobs" -trimpath -o "$build_tmp/$cmd" \
+  go_build "$dir" "$out" "$cmd v$KUBE_VERSION" \
     -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" \
-    "k8s.io/kubernetes/cmd/$cmd")
-  mv -f "$build_tmp/$cmd" "$out"
+    "k8s.io/kubernetes/cmd/$cmd"
 }
 
 # ---- etcd ---------------------------------------------------------------------------
@@ -200,10 +221,7 @@ EOF
     tidy "$dir" "etcd-v$ETCD_VERSION"
     touch "$dir/.tidy-ok"
   fi
-  new_build_tmp etcd
-  log "building etcd v$ETCD_VERSION (a minute or two the first time)..."
-  (cd "$dir" && gocmd build -p "$jobs" -trimpath -ldflags "-s -w" -o "$build_tmp/etcd" .)
-  mv -f "$build_tmp/etcd" "$out"
+  go_build "$dir" "$out" "etcd v$ETCD_VERSION" -ldflags "-s -w" .
 }
 
 # ---- prometheus ---------------------------------------------------------------------
@@ -236,12 +254,9 @@ build_prometheus() {
     tidy "$dir" "prometheus-v$PROMETHEUS_VERSION"
     touch "$dir/.tidy-ok"
   fi
-  new_build_tmp prometheus
-  log "building prometheus v$PROMETHEUS_VERSION (a few minutes the first time)..."
-  (cd "$dir" && gocmd build -p "$jobs" -trimpath -tags "netgo,remove_all_sd,enable_kubernetes_sd" \
+  go_build "$dir" "$out" "prometheus v$PROMETHEUS_VERSION" -tags "netgo,remove_all_sd,enable_kubernetes_sd" \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
-    -o "$build_tmp/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
-  mv -f "$build_tmp/prometheus" "$out"
+    github.com/prometheus/prometheus/cmd/prometheus
 }
 
 # ---- the real node's images: coredns, prometheus-config-reloader, pause -----------------
@@ -285,10 +300,7 @@ EOF
     tidy "$dir" "coredns-v$COREDNS_VERSION"
     touch "$dir/.tidy-ok"
   fi
-  new_build_tmp coredns
-  log "building coredns v$COREDNS_VERSION (a few minutes the first time)..."
-  (cd "$dir" && gocmd build -p "$jobs" -trimpath -ldflags "-s -w" -o "$build_tmp/coredns" .)
-  mv -f "$build_tmp/coredns" "$out"
+  go_build "$dir" "$out" "coredns v$COREDNS_VERSION" -ldflags "-s -w" .
 }
 
 # prometheus-operator replaces two of its own submodules with local paths, ignored in a
@@ -318,12 +330,9 @@ build_config_reloader() {
     tidy "$dir" "prometheus-config-reloader-v$CONFIG_RELOADER_VERSION"
     touch "$dir/.tidy-ok"
   fi
-  new_build_tmp config-reloader
-  log "building prometheus-config-reloader v$CONFIG_RELOADER_VERSION (a minute or two the first time)..."
-  (cd "$dir" && gocmd build -p "$jobs" -trimpath \
+  go_build "$dir" "$out" "prometheus-config-reloader v$CONFIG_RELOADER_VERSION" \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=$CONFIG_RELOADER_VERSION" \
-    -o "$build_tmp/prometheus-config-reloader" "$mod/cmd/prometheus-config-reloader")
-  mv -f "$build_tmp/prometheus-config-reloader" "$out"
+    "$mod/cmd/prometheus-config-reloader"
 }
 
 # The pod sandbox's process: what Kubernetes' pause.c does (sleep until SIGINT or SIGTERM, reap
@@ -359,10 +368,7 @@ func main() {
 	}
 }
 EOF
-  new_build_tmp pause
-  log "building pause $PAUSE_VERSION..."
-  (cd "$dir" && gocmd build -trimpath -ldflags "-s -w" -o "$build_tmp/pause" .)
-  mv -f "$build_tmp/pause" "$out"
+  go_build "$dir" "$out" "pause $PAUSE_VERSION" -ldflags "-s -w" .
 }
 
 # ---- helm, kwok: plain go install pkg@version (their go.mod files have no replaces) ---
@@ -376,32 +382,21 @@ build_helm() {
     ldflags="$ldflags -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s_minor"
     ldflags="$ldflags -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor"
   fi
-  new_build_tmp helm
-  log "building helm v$HELM_VERSION (a few minutes the first time)..."
-  GOBIN="$build_tmp" gocmd install -p "$jobs" -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
-  mv -f "$build_tmp/helm" "$out"
+  go_install "$out" "helm v$HELM_VERSION" -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 }
 
 # The node's CRI client: down.sh stops and removes every pod sandbox through it (CNI DEL, network
 # namespaces, mounts), as kubeadm reset does.
 build_crictl() {
-  local out="$CRICTL_BIN"
-  new_build_tmp crictl
-  log "building crictl v$CRICTL_VERSION..."
-  GOBIN="$build_tmp" gocmd install -p "$jobs" -trimpath \
+  go_install "$CRICTL_BIN" "crictl v$CRICTL_VERSION" \
     -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=v$CRICTL_VERSION" \
     "sigs.k8s.io/cri-tools/cmd/crictl@v$CRICTL_VERSION"
-  mv -f "$build_tmp/crictl" "$out"
 }
 
 build_kwok() {
-  local out="$KWOK_BIN"
-  new_build_tmp kwok
-  log "building kwok v$KWOK_VERSION (a few minutes the first time)..."
-  GOBIN="$build_tmp" gocmd install -p "$jobs" -trimpath \
+  go_install "$KWOK_BIN" "kwok v$KWOK_VERSION" \
     -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v$KUBE_VERSION" \
     "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
-  mv -f "$build_tmp/kwok" "$out"
 }
 
 # kwok does nothing without stages: take the stock ones from its module (kustomize/stage):
