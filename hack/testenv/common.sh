@@ -21,5 +21,14 @@ ETCD_BIN="$TESTENV_BIN/etcd-v$ETCD_VERSION"
 HELM_BIN="$TESTENV_BIN/helm-v$HELM_VERSION"
 KWOK_BIN="$TESTENV_BIN/kwok-v$KWOK_VERSION"
 PROMETHEUS_BIN="$TESTENV_BIN/prometheus-v$PROMETHEUS_VERSION"
+# The real node's addresses (up.sh --node, node.sh), all inside 198.18.0.0/15, a range reserved
+# for test networks: the node on 198.18.0.0/24, pods on 198.18.1.0/24, Services on 198.19.0.0/16.
+TEST_RANGE=198.18.0.0/15
+NODE_IP=198.18.0.1
+POD_CIDR=198.18.1.0/24
+POD_GATEWAY=198.18.1.1
+SERVICE_CIDR=198.19.0.0/16
+KUBERNETES_SERVICE_IP=198.19.0.1
+DNS_IP=198.19.0.10
 # kwok's stage definitions (node ready + heartbeat, pod lifecycle), copied from its module.
 KWOK_STAGES="$CHAOSLAB_CACHE/share/kwok-v$KWOK_VERSION/stages.yaml"

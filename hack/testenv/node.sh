@@ -2,8 +2,9 @@
 # node.sh network|start|stop DIR — the real node of `up.sh --node DIR`; up.sh and down.sh call
 # it, it is not meant to be run alone.
 #   network: the bridge chaoslab0 holding the node's address 198.18.0.1/24, an `unreachable`
-#            route for all of 198.18.0.0/15, IPv4 forwarding and bridge netfilter; pods get 198.18.1.0/24 on the CNI
-#            bridge chaoslab-pods (gateway 198.18.1.1), which the bridge plugin creates
+#            route for all of 198.18.0.0/15, IPv4 forwarding and bridge netfilter; pods get
+#            198.18.1.0/24 on the CNI bridge chaoslab-pods (gateway 198.18.1.1), which the bridge
+#            plugin creates (the addresses are in common.sh)
 #   start:   containerd + runc, the node images, CNI (bridge, host-local, loopback, portmap),
 #            kube-controller-manager, kube-scheduler, the kubelet (waits for a Ready node),
 #            kube-proxy (nftables mode) and CoreDNS (waits for it to be Available)
@@ -27,25 +28,13 @@ dir="$(cd "$2" && pwd -P)"
 nd="$dir/node" # everything of the node's, apart from the pid and log files next to up.sh's
 bridge=chaoslab0
 pod_bridge=chaoslab-pods
-node_cidr=198.18.0.1/24
-NODE_IP=198.18.0.1
-POD_CIDR=198.18.1.0/24
-POD_GATEWAY=198.18.1.1
-TEST_RANGE=198.18.0.0/15
 bridge_nf=/proc/sys/net/bridge/bridge-nf-call-iptables
-DNS_IP=198.19.0.10
 node_name=chaoslab-node
 sock="$nd/containerd/containerd.sock"
 timeout="${CHAOSLAB_READY_TIMEOUT:-90}"
 
 # shellcheck source=procs.sh
 . "$here/procs.sh"
-alive_or_die() { # $1... names
-  local n
-  for n in "$@"; do
-    pid_ours "$dir/$n.pid" || { log "$n exited; last lines of $dir/$n.log:"; tail -n 30 "$dir/$n.log" >&2; exit 1; }
-  done
-}
 wait_until() { # $1 what, $2 names that must stay alive, $3... test command
   local what="$1" names="$2" deadline=$(( $(date +%s) + timeout ))
   shift 2
@@ -74,7 +63,7 @@ network() {
     touch "$nd/network"
   fi
   ip link show "$bridge" >/dev/null 2>&1 || ip link add "$bridge" type bridge
-  ip addr replace "$node_cidr" dev "$bridge"
+  ip addr replace "$NODE_IP/24" dev "$bridge"
   ip link set "$bridge" up
   # A packet for a pod or Service address never leaves through the machine's own interface,
   # whatever kube-proxy has programmed yet: the bridge's /24s are more specific than this.

@@ -25,6 +25,14 @@ start_bg() {
   echo "$!" >"$dir/$name.pid"
 }
 
+# alive_or_die NAME...: exits 1, showing the tail of its log, if one of them no longer runs.
+alive_or_die() {
+  local n
+  for n in "$@"; do
+    pid_ours "$dir/$n.pid" || { log "error: $n exited; last lines of $dir/$n.log:"; tail -n 40 "$dir/$n.log" >&2; exit 1; }
+  done
+}
+
 # stop_bg NAME [PIDFILE]: SIGTERM, then SIGKILL after CHAOSLAB_STOP_TIMEOUT seconds (default 10);
 # removes the pid file. Fine when it does not run.
 stop_bg() {

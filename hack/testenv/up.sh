@@ -100,8 +100,8 @@ api_ip=127.0.0.1
 api_mode_flags=(--service-cluster-ip-range=10.0.0.0/24 --disable-admission-plugins=ServiceAccount)
 if [ "$node" = 1 ]; then
   bash "$here/node.sh" network "$dir"
-  api_ip=198.18.0.1
-  api_mode_flags=(--service-cluster-ip-range=198.19.0.0/16 --kubelet-preferred-address-types=InternalIP)
+  api_ip="$NODE_IP"
+  api_mode_flags=(--service-cluster-ip-range="$SERVICE_CIDR" --kubelet-preferred-address-types=InternalIP)
 fi
 
 if [ "$already" = 0 ]; then
@@ -159,7 +159,7 @@ if [ ! -f "$pki/token.csv" ]; then
       -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
     printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature' \
       'extendedKeyUsage=serverAuth' \
-      'subjectAltName=IP:127.0.0.1,IP:198.18.0.1,IP:198.19.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local' \
+      "subjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:$KUBERNETES_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
       >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
       -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
@@ -391,9 +391,7 @@ if [ "$all" = 1 ]; then
   deadline=$(( $(date +%s) + timeout ))
   # (the apiserver pretty-prints JSON for curl: strip the whitespace before matching)
   until api GET /api/v1/nodes/kwok-node-0 2>/dev/null | tr -d ' \n' | grep -q '"type":"Ready","status":"True"'; do
-    for n in kube-controller-manager kube-scheduler kwok; do
-      pid_ours "$dir/$n.pid" || { log "error: $n exited; last lines of $dir/$n.log:"; tail -n 40 "$dir/$n.log" >&2; exit 1; }
-    done
+    alive_or_die kube-controller-manager kube-scheduler kwok
     [ "$(date +%s)" -lt "$deadline" ] || die "node kwok-node-0 not Ready after ${timeout}s (see $dir/kwok.log)"
     sleep 0.25
   done
