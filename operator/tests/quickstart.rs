@@ -30,7 +30,9 @@ fn run(cp: &ControlPlane, program: &str, args: &[&str]) -> String {
 }
 
 fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    run(cp, "kubectl", args)
+    let (ok, out, err) = cp.kubectl(args, None);
+    assert!(ok, "`kubectl {}` failed:\n{out}\n{err}", args.join(" "));
+    out
 }
 
 fn json(text: &str) -> Value {
@@ -48,19 +50,12 @@ impl Drop for Diagnostics<'_> {
         }
         let cp = self.0;
         let show = |args: &[&str]| {
-            let o = Command::new("kubectl").args(args).env("KUBECONFIG", &cp.kubeconfig).output();
-            let text =
-                o.map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)));
-            eprintln!("$ kubectl {}\n{}", args.join(" "), text.unwrap_or_else(|e| e.to_string()));
+            let (_, out, err) = cp.kubectl(args, None);
+            eprintln!("$ kubectl {}\n{out}{err}", args.join(" "));
         };
         show(&["get", "pods", "-A", "-o", "wide"]);
         show(&["-n", NS, "get", "chaos", "-o", "yaml"]);
-        let pods = Command::new("kubectl")
-            .args(["get", "pods", "-A", "-o", "json"])
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let (_, pods, _) = cp.kubectl(&["get", "pods", "-A", "-o", "json"], None);
         for pod in
             serde_json::from_str::<Value>(&pods).ok().and_then(|v| v["items"].as_array().cloned()).unwrap_or_default()
         {
@@ -156,18 +151,22 @@ fn toxics_on(pod_ip: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The `data.result` series of a Prometheus API call (`query?…` or `query_range?…`) on the
+/// port-forwarded `port`.
+fn prometheus(port: u16, call: &str) -> Result<Vec<Value>, String> {
+    let body =
+        json(&http_get(&format!("http://127.0.0.1:{port}/api/v1/{call}")).ok_or("Prometheus did not answer (yet)")?);
+    Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
 /// When each phase of the scenario was first reported current (`chaoslab_scenario_phase == 1`),
 /// read from Prometheus over the run.
-fn phases_seen(prometheus: u16, since: u64) -> Result<Vec<(String, f64)>, String> {
+fn phases_seen(port: u16, since: u64) -> Result<Vec<(String, f64)>, String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let url = format!(
-        "http://127.0.0.1:{prometheus}/api/v1/query_range?query=chaoslab_scenario_phase%7Bscenario%3D%22chaoslab%2Fmulti-failure%22%7D%3D%3D1&start={since}&end={now}&step=5"
+    let call = format!(
+        "query_range?query=chaoslab_scenario_phase%7Bscenario%3D%22chaoslab%2Fmulti-failure%22%7D%3D%3D1&start={since}&end={now}&step=5"
     );
-    let body = json(&http_get(&url).ok_or("Prometheus did not answer (yet)")?);
-    let mut seen: Vec<(String, f64)> = body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let mut seen: Vec<(String, f64)> = prometheus(port, &call)?
         .iter()
         .map(|s| {
             let first = s["values"][0][0].as_f64().unwrap_or(f64::MAX);
@@ -312,33 +311,17 @@ fn the_readme_quick_start_runs_on_a_real_node() {
     });
     eprintln!("phases first seen current: {phases:?}");
     let servers = within("client series of three servers", Duration::from_secs(30), || {
-        let url = format!(
-            "http://127.0.0.1:{port}/api/v1/query?query=count%20by%20(server)%20(chaoslab_client_requests_total)"
-        );
-        let body = json(&http_get(&url).ok_or("prometheus did not answer")?);
-        let n = body["data"]["result"].as_array().map_or(0, Vec::len);
-        if n >= 3 { Ok(body) } else { Err(format!("{body}")) }
+        let series = prometheus(port, "query?query=count%20by%20(server)%20(chaoslab_client_requests_total)")?;
+        if series.len() >= 3 { Ok(series) } else { Err(format!("{series:?}")) }
     });
-    eprintln!("client series: {}", servers["data"]["result"]);
+    eprintln!("client series: {}", Value::Array(servers));
     // Where the operator's reconciles spent their time, per kind of call, for a user to see.
     let calls = within("the operator's call timings", Duration::from_secs(30), || {
-        let q = "sum%20by%20(call)%20(chaoslab_operator_call_duration_seconds_count)";
-        let body = json(
-            &http_get(&format!("http://127.0.0.1:{port}/api/v1/query?query={q}")).ok_or("prometheus did not answer")?,
-        );
-        let counted: Vec<(String, f64)> = body["data"]["result"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .map(|s| {
-                        (
-                            s["metric"]["call"].as_str().unwrap_or("").to_string(),
-                            s["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let series =
+            prometheus(port, "query?query=sum%20by%20(call)%20(chaoslab_operator_call_duration_seconds_count)")?;
+        let count = |s: &Value| s["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0);
+        let counted: Vec<(String, f64)> =
+            series.iter().map(|s| (s["metric"]["call"].as_str().unwrap_or("").to_string(), count(s))).collect();
         let all = ["resolve_targets", "toxiproxy_converge", "status_patch", "event"];
         let seen = |c: &str| counted.iter().any(|(n, v)| n == c && *v > 0.0);
         if all.iter().all(|c| seen(c)) { Ok(counted) } else { Err(format!("{counted:?}")) }
