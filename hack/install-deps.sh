@@ -7,6 +7,8 @@
 #     nftables and iproute2 (the kernel packet-loss reference: nft drops in a network namespace),
 #     containernetworking-plugins and iptables (the real node's CNI: bridge, host-local, portmap)
 #   - toxiproxy-server, built from the Go module proxy into ~/.cache/chaoslab
+#   - the resilience4j test client (fixtures/resilience4j-client), built with Maven (JDK 17) from
+#     Maven Central into ~/.cache/chaoslab
 #   - the Kubernetes test control plane (kube-apiserver, etcd, helm) and a real node (kubelet,
 #     kube-proxy, CoreDNS, ...), see hack/testenv/
 # The tools' versions are in hack/versions.env.
@@ -39,6 +41,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 "$here/install-toxiproxy.sh" >/dev/null
+"$here/build-java-client.sh" >/dev/null
 if [ -x "$here/testenv/install.sh" ]; then
   "$here/testenv/install.sh" --node
 fi

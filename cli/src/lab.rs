@@ -1,13 +1,13 @@
 //! The lab on one machine: three backends, a fault proxy in front of each, and the client under
 //! test: the built-in one in-process, or a client of the user's own judged through its metrics
-//! URL. Everything it starts it also stops; proxies it created on real toxiproxy-servers are
+//! (one URL per replica, or a Prometheus). Everything it starts it also stops; proxies it created on real toxiproxy-servers are
 //! deleted again.
 
-use std::{net::SocketAddr, process::Stdio, time::Duration};
+use std::{net::SocketAddr, process::Stdio, sync::Mutex, time::Duration};
 
 use anyhow::{Context as _, bail};
 use chaoslab_core::{
-    client_metrics::{self, Scrape},
+    client_metrics::{self, Reader, Scrape},
     faults::ProxyKind,
 };
 use chaoslab_faultproxy::FaultProxy;
@@ -19,6 +19,11 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::{net::TcpListener, process::Child, sync::oneshot};
 
 pub const SERVERS: usize = 3;
+
+/// The servers' names, in target order: server-0, server-1, server-2.
+pub fn server_names() -> Vec<String> {
+    (0..SERVERS).map(|i| format!("server-{i}")).collect()
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
@@ -50,14 +55,36 @@ pub struct LabOptions {
 pub enum ClientOptions {
     /// chaoslab-loadgen in-process with this many workers.
     BuiltIn { concurrency: u32 },
-    /// A client of the user's own, pointed at the proxies, exporting the metrics contract here.
-    External { metrics_url: String },
+    /// A client of the user's own, pointed at the proxies, read from `source` through `reader`
+    /// (its mapping and server labels).
+    External { source: ExternalSource, reader: Box<Reader> },
+}
+
+/// Where a client of the user's own is read: its replicas' metrics URLs, or a Prometheus.
+#[derive(Clone, Debug)]
+pub enum ExternalSource {
+    Urls(Vec<String>),
+    Prometheus { url: String, selector: Option<String> },
+}
+
+impl std::fmt::Display for ExternalSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Urls(urls) => write!(f, "{}", urls.join(", ")),
+            Self::Prometheus { url, .. } => write!(f, "Prometheus {url}"),
+        }
+    }
 }
 
 /// The client under test, as the experiment reads it.
 pub enum Client {
     BuiltIn(Box<RunHandle>),
-    External { metrics_url: String, http: reqwest::Client },
+    /// The reader keeps the replicas' counters between readings (restarts, departures).
+    External {
+        source: ExternalSource,
+        reader: Box<Mutex<Reader>>,
+        http: reqwest::Client,
+    },
 }
 
 /// One server as the experiment sees it.
@@ -147,10 +174,9 @@ impl Lab {
             Some(urls) => (Proxies::External, urls.clone()),
         };
         let mut servers = Vec::new();
-        for (i, (url, upstream)) in admins.iter().zip(&upstreams).enumerate() {
+        for (i, ((url, upstream), name)) in admins.iter().zip(&upstreams).zip(server_names()).enumerate() {
             let toxiproxy = Toxiproxy::new(url).with_context(|| format!("--toxiproxy {url}"))?;
             let version = toxiproxy.version().await.with_context(|| format!("cannot reach the Toxiproxy at {url}"))?;
-            let name = format!("server-{i}");
             let proxy = format!("chaoslab-{name}");
             // A proxy left by an interrupted earlier run has our name: replace it.
             if toxiproxy.proxy(&proxy).await.is_ok() {
@@ -180,33 +206,43 @@ impl Lab {
                     LoadGenerator::start(config, &registry).map_err(|e| anyhow::anyhow!("starting the client: {e}"))?;
                 Client::BuiltIn(Box::new(load))
             }
-            ClientOptions::External { metrics_url } => {
+            ClientOptions::External { source, reader } => {
                 chaoslab_toxiproxy::install_crypto_provider();
                 let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-                Client::External { metrics_url: metrics_url.clone(), http }
+                Client::External { source: source.clone(), reader: Box::new(Mutex::new((**reader).clone())), http }
             }
         };
         Ok(Lab { servers, registry, scenario_metrics, client, backends, proxies })
     }
 
-    /// The client's metrics now, parsed as the operator parses a scrape: from the built-in client's
-    /// registry, or from the external client's metrics URL.
+    /// The client's metrics now, read as the operator reads them: from the built-in client's
+    /// registry, or from the external client's replicas (each bounded by the 2 s timeout and
+    /// METRICS_LIMIT bytes) combined into one client.
     pub async fn client_metrics(&self) -> anyhow::Result<Scrape> {
-        let text = match &self.client {
+        match &self.client {
             Client::BuiltIn(load) => {
                 load.client().tick();
                 let mut buf = Vec::new();
                 TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
-                String::from_utf8_lossy(&buf).into_owned()
+                Ok(client_metrics::parse(&String::from_utf8_lossy(&buf))?)
             }
-            // Bounded by the client's 2 s timeout and METRICS_LIMIT bytes.
-            Client::External { metrics_url, http } => {
-                chaoslab_telemetry::fetch_metrics(http, metrics_url, chaoslab_telemetry::METRICS_LIMIT)
-                    .await
-                    .with_context(|| format!("scraping {metrics_url}"))?
+            Client::External { source, reader, http } => {
+                let parser = reader.lock().expect("reader").clone();
+                let reading = match source {
+                    ExternalSource::Urls(urls) => {
+                        let replicas: Vec<(String, String)> = urls.iter().map(|u| (u.clone(), u.clone())).collect();
+                        chaoslab_telemetry::scrape_all(http, &parser, &replicas).await
+                    }
+                    ExternalSource::Prometheus { url, selector } => {
+                        chaoslab_telemetry::query_prometheus(http, &parser, url, selector.as_deref()).await
+                    }
+                };
+                if let Some(e) = reading.failed() {
+                    bail!(e);
+                }
+                Ok(reader.lock().expect("reader").combine(&reading.replicas))
             }
-        };
-        Ok(client_metrics::parse(&text)?)
+        }
     }
 
     /// Waits until the external client's metrics answer with the contract's series for at least one
@@ -216,7 +252,7 @@ impl Lab {
         loop {
             let last = match self.client_metrics().await {
                 Ok(s) if !s.is_empty() => return Ok(()),
-                Ok(_) => "no chaoslab_client_* series yet".to_string(),
+                Ok(_) => "no series of the client's mapping yet".to_string(),
                 Err(e) => format!("{e:#}"),
             };
             if t0.elapsed() >= timeout {

@@ -24,7 +24,7 @@ enum Command {
     /// List the built-in scenarios, grouped by category.
     List(list::ListArgs),
     /// Run a scenario (or `all`) on this machine: backends, fault proxies and the client, no cluster.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Serve the embedded Toxiproxy-compatible fault proxy.
     Proxy(proxy::ProxyArgs),
     /// Print the ChaosScenario CustomResourceDefinition (the content of crds/chaosscenarios.yaml).
@@ -34,7 +34,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => return run::run(args),
+        Command::Run(args) => return run::run(*args),
         Command::Proxy(args) => return proxy::run(args),
         Command::List(args) => list::run(&args),
         Command::Crd => {

@@ -1,11 +1,12 @@
 //! `chaoslab run <scenario|all>`: the whole lab on one machine.
 
-use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{collections::BTreeMap, io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use chaoslab_core::{
-    api::{ChaosScenarioStatus, Phase, Phases, Timings, Verdict},
+    api::{ChaosScenarioStatus, MetricsMapping, Phase, Phases, Timings, Verdict},
     catalog::{self, Scenario},
+    client_metrics::Reader,
     duration::PhaseDuration,
     verification::next_check,
 };
@@ -14,7 +15,7 @@ use jiff::Timestamp;
 
 use crate::{
     experiment::Experiment,
-    lab::{BackendKind, Client, ClientOptions, Lab, LabOptions},
+    lab::{self, BackendKind, Client, ClientOptions, ExternalSource, Lab, LabOptions},
     progress,
     report::{self, PhaseLengths, Report},
 };
@@ -38,11 +39,31 @@ pub struct RunArgs {
     /// Concurrent workers of the built-in client under test (closed model).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     concurrency: u32,
-    /// Judge a client of your own instead of the built-in one: the URL of its metrics (the metrics
-    /// contract). Point the client at the three proxy addresses chaoslab prints (fix them with
-    /// --listen); Stabilization starts once this URL answers (chaoslab waits up to 2 minutes).
-    #[arg(long, value_name = "URL", conflicts_with = "concurrency")]
-    client_metrics: Option<String>,
+    /// Judge a client of your own instead of the built-in one: the URL of its metrics, or one URL
+    /// per replica (their counts are added up). Point the client at the three proxy addresses
+    /// chaoslab prints (fix them with --listen); Stabilization starts once its metrics answer
+    /// (chaoslab waits up to 2 minutes).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', num_args = 1, conflicts_with = "concurrency")]
+    client_metrics: Option<Vec<String>>,
+    /// Judge a client of your own through a Prometheus that scrapes it (its base URL), instead of
+    /// --client-metrics; each `instance` is one replica.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["concurrency", "client_metrics"])]
+    client_prometheus: Option<String>,
+    /// PromQL label matchers that pick your client's series in --client-prometheus, e.g. 'job="shop"'.
+    #[arg(long, value_name = "MATCHERS", requires = "client_prometheus")]
+    client_selector: Option<String>,
+    /// What your client's metrics are: chaoslab (the metrics contract) or resilience4j (its
+    /// Micrometer names, the breaker's `name` being the server).
+    #[arg(long, value_name = "PRESET", default_value = "chaoslab", value_parser = ["chaoslab", "resilience4j"])]
+    client_preset: String,
+    /// A YAML file with your own mapping of metric names (spec.client.custom), instead of --client-preset.
+    #[arg(long, value_name = "FILE", conflicts_with = "client_preset")]
+    client_mapping: Option<PathBuf>,
+    /// Which of your client's server labels is which server, e.g.
+    /// server-0=redis-a:6379,server-1=redis-b:6379,server-2=redis-c:6379. Default: the label equal
+    /// to the server's name, else the labels in sorted order.
+    #[arg(long, value_name = "SERVER=LABEL,...", value_delimiter = ',', num_args = 1, value_parser = server_label)]
+    server_labels: Option<Vec<(String, String)>>,
     /// Where the three proxies listen (server-0, server-1, server-2), for a client of your own.
     /// Default: free loopback ports, printed at start.
     #[arg(long, value_name = "HOST:PORT,HOST:PORT,HOST:PORT", value_delimiter = ',', num_args = 1)]
@@ -105,14 +126,27 @@ pub fn run(args: RunArgs) -> ExitCode {
         eprintln!("chaoslab run: --listen takes 3 addresses (server-0, server-1, server-2), got {}", addrs.len());
         return ExitCode::from(2);
     }
-    if let Some(url) = &args.client_metrics
-        && !reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    for (flag, url) in args
+        .client_metrics
+        .iter()
+        .flatten()
+        .map(|u| ("--client-metrics", u))
+        .chain(args.client_prometheus.iter().map(|u| ("--client-prometheus", u)))
     {
-        eprintln!("chaoslab run: --client-metrics {url:?} is not an http(s) URL, e.g. http://127.0.0.1:9090/metrics");
-        return ExitCode::from(2);
+        if !reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            eprintln!("chaoslab run: {flag} {url:?} is not an http(s) URL, e.g. http://127.0.0.1:9090/metrics");
+            return ExitCode::from(2);
+        }
     }
+    let client = match client_options(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chaoslab run: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let r = runtime.block_on(run_all(&args, &chosen));
+    let r = runtime.block_on(run_all(&args, client, &chosen));
     // Everything the lab started is stopped by now; don't wait on stray blocking threads.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match r {
@@ -124,24 +158,62 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-async fn run_all(args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result<ExitCode> {
-    let client = match &args.client_metrics {
-        Some(url) => ClientOptions::External { metrics_url: url.clone() },
-        None => ClientOptions::BuiltIn { concurrency: args.concurrency },
+/// `--server-labels` item: `server-0=redis-a:6379`.
+fn server_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((server, label)) if !server.is_empty() && !label.is_empty() => Ok((server.into(), label.into())),
+        _ => Err(format!("{s:?} is not SERVER=LABEL, e.g. server-0=redis-a:6379")),
+    }
+}
+
+/// The client under test the flags ask for: the built-in one, or the user's, read through its
+/// metrics URLs or a Prometheus with a preset or a mapping file.
+fn client_options(args: &RunArgs) -> Result<ClientOptions, String> {
+    let source = match (&args.client_metrics, &args.client_prometheus) {
+        (Some(urls), _) => ExternalSource::Urls(urls.clone()),
+        (None, Some(url)) => ExternalSource::Prometheus { url: url.clone(), selector: args.client_selector.clone() },
+        (None, None) => return Ok(ClientOptions::BuiltIn { concurrency: args.concurrency }),
     };
+    let mapping = match &args.client_mapping {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("--client-mapping {}: {e}", path.display()))?;
+            serde_yaml::from_str::<MetricsMapping>(&text).map_err(|e| {
+                format!(
+                    "--client-mapping {}: {e} (the fields are spec.client.custom's: README \"Test your own client\")",
+                    path.display()
+                )
+            })?
+        }
+        None if args.client_preset == "resilience4j" => MetricsMapping::resilience4j(),
+        None => MetricsMapping::chaoslab(),
+    };
+    let labels: Option<BTreeMap<String, String>> = args.server_labels.as_ref().map(|l| l.iter().cloned().collect());
+    if let Some(unknown) = labels.iter().flatten().map(|(s, _)| s).find(|s| !lab::server_names().contains(s)) {
+        return Err(format!(
+            "--server-labels: no server {unknown:?}; the servers are {}",
+            lab::server_names().join(", ")
+        ));
+    }
+    Ok(ClientOptions::External { source, reader: Box::new(Reader::new(mapping, labels.as_ref())) })
+}
+
+async fn run_all(args: &RunArgs, client: ClientOptions, chosen: &[&'static Scenario]) -> anyhow::Result<ExitCode> {
+    let described = match &client {
+        ClientOptions::External { source, .. } => format!("your client, metrics at {source}"),
+        ClientOptions::BuiltIn { concurrency } => format!("the built-in client with {concurrency} workers"),
+    };
+    let external = matches!(client, ClientOptions::External { .. });
     let opts =
         LabOptions { backend: args.backend, toxiproxy: args.toxiproxy.clone(), listen: args.listen.clone(), client };
     eprintln!(
         "chaoslab: starting the lab (3 {} backends, {} fault proxies, {})...",
         args.backend,
         if args.toxiproxy.is_some() { "real Toxiproxy" } else { "embedded" },
-        match &args.client_metrics {
-            Some(url) => format!("your client, metrics at {url}"),
-            None => format!("the built-in client with {} workers", args.concurrency),
-        }
+        described
     );
     let lab = Lab::start(&opts).await?;
-    let ran = run_on(&lab, args, chosen).await;
+    let ran = run_on(&lab, args, external, chosen).await;
     // The one way out, whatever happened: nothing is left behind.
     let reset = lab.reset().await.context("removing the toxics");
     let stopped = lab.shutdown().await.context("stopping the lab");
@@ -170,15 +242,20 @@ type Outcome = (&'static str, Verdict, Option<Timings>);
 
 /// Runs the chosen scenarios one after another on a started lab: the outcomes, and whether the user
 /// interrupted. The lab's metrics endpoint (if asked for) serves until this returns.
-async fn run_on(lab: &Lab, args: &RunArgs, chosen: &[&'static Scenario]) -> anyhow::Result<(Vec<Outcome>, bool)> {
-    if args.client_metrics.is_some() || args.listen.is_some() {
+async fn run_on(
+    lab: &Lab,
+    args: &RunArgs,
+    external: bool,
+    chosen: &[&'static Scenario],
+) -> anyhow::Result<(Vec<Outcome>, bool)> {
+    if external || args.listen.is_some() {
         eprintln!("chaoslab: the servers, through their fault proxies:");
         for s in &lab.servers {
             eprintln!("  {}  {}", s.name, s.listen);
         }
     }
-    if let Some(url) = &args.client_metrics {
-        eprintln!("chaoslab: waiting for your client's metrics at {url} (up to 2 min; Ctrl-C to stop)...");
+    if let Client::External { source, .. } = &lab.client {
+        eprintln!("chaoslab: waiting for your client's metrics at {source} (up to 2 min; Ctrl-C to stop)...");
         tokio::select! {
             r = lab.wait_for_client(Duration::from_secs(120)) => r?,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted while waiting for the client"),

@@ -189,12 +189,13 @@ pub fn evaluate(faults: &[Fault], target_names: &[String], observations: &[Phase
     let ctx = context(faults, target_names, observations);
     let dead = ctx.with(|h| h == Harm::Dead);
     let degraded = ctx.with(|h| h != Harm::Dead);
+    let breakers = left_out(observations).is_none();
     let mut checks = vec![felt::faults_felt(&ctx)];
-    if !dead.is_empty() {
+    if !dead.is_empty() && breakers {
         checks.push(breakers::dead_breakers_open(&ctx, &dead));
     }
     // With no healthy server there is nothing that must stay closed or take the traffic.
-    if !ctx.healthy.is_empty() {
+    if !ctx.healthy.is_empty() && breakers {
         checks.push(breakers::healthy_breakers_closed(&ctx));
     }
     if !dead.is_empty() && !ctx.healthy.is_empty() {
@@ -204,10 +205,12 @@ pub fn evaluate(faults: &[Fault], target_names: &[String], observations: &[Phase
         checks.push(traffic::traffic_shifts_away(&ctx, &degraded));
     }
     checks.push(errors::error_rate_near_baseline(&ctx, Phase::Testing));
-    if !dead.is_empty() {
+    if !dead.is_empty() && breakers {
         checks.push(breakers::dead_breakers_heal(&ctx, &dead));
     }
-    checks.push(breakers::breakers_closed_at_end(&ctx));
+    if breakers {
+        checks.push(breakers::breakers_closed_at_end(&ctx));
+    }
     checks.push(traffic::traffic_spreads_back(&ctx));
     checks.push(errors::error_rate_near_baseline(&ctx, Phase::Recovery));
     let verdict = match all_of(checks.iter().map(|c| c.passed)) {
@@ -216,6 +219,17 @@ pub fn evaluate(faults: &[Fault], target_names: &[String], observations: &[Phase
         None => Verdict::Inconclusive,
     };
     (checks, verdict)
+}
+
+/// Why checks were left out: a client whose metrics (through its mapping) never carried a breaker
+/// state has its breaker checks left out rather than failed or passed.
+pub fn left_out(observations: &[PhaseObservation]) -> Option<String> {
+    let servers = || observations.iter().flat_map(|o| &o.servers);
+    let no_breaker = servers().all(|s| s.breaker_states.is_empty() && s.final_breaker_state.is_none());
+    (servers().next().is_some() && no_breaker).then(|| {
+        "breaker checks left out: the client's metrics carry no breaker state (see spec.client's preset or mapping)"
+            .to_string()
+    })
 }
 
 fn context<'a>(faults: &[Fault], target_names: &[String], observations: &'a [PhaseObservation]) -> Ctx<'a> {

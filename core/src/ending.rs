@@ -100,8 +100,11 @@ pub fn end(
             Phase::Aborted
         }
     };
-    let judgement =
-        if judged { summary(&checks, verdict) } else { "no spec.client.metricsUrl: nothing to judge".to_string() };
+    let judgement = match (judged, checks::left_out(seen.observations)) {
+        (false, _) => "no spec.client: nothing to judge".to_string(),
+        (true, Some(why)) => format!("{}; {why}", summary(&checks, verdict)),
+        (true, None) => summary(&checks, verdict),
+    };
     let message = match stop {
         Stop::Interrupted { during } => format!("interrupted by the user during {}; {judgement}", during.as_str()),
         Stop::Halted { reason } => format!("emergency stop ({reason}): faults removed; {judgement}"),

@@ -11,7 +11,7 @@ fn names_the_problem(e: &ParseError) -> bool {
     let text = e.to_string();
     match e {
         ParseError::BadLine { line, .. } => text.starts_with(&format!("line {line}: ")),
-        ParseError::NotAClient => text.contains(REQUESTS),
+        ParseError::NoRequests { .. } => text.contains(REQUESTS),
     }
 }
 

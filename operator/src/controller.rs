@@ -127,9 +127,9 @@ pub async fn run(
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let samplers = Samplers::new(config.sample_interval).map_err(|e| {
+    let samplers = Samplers::new(config.sample_interval, Some(client.clone())).map_err(|e| {
         anyhow::anyhow!(
-            "cannot build the HTTP client that scrapes spec.client.metricsUrl: {e:?} \
+            "cannot build the HTTP client that reads spec.client's metrics: {e:?} \
              (the system needs CA certificates, e.g. /etc/ssl/certs/ca-certificates.crt)"
         )
     })?;

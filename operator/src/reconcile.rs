@@ -315,7 +315,8 @@ fn sampler_of(
     match &obj.spec.client {
         Some(c) => {
             let abort = obj.spec.abort.as_ref().map(AbortRule::from);
-            Some(ctx.samplers.ensure(&uid, &c.metrics_url, plan, abort, judging, now))
+            let ns = obj.namespace().unwrap_or_else(|| "default".into());
+            Some(ctx.samplers.ensure(&uid, (&ns, c), plan, abort, judging, now))
         }
         None => {
             ctx.samplers.stop(&uid);
@@ -364,10 +365,26 @@ fn progress(phase: Phase, start: Timestamp, current: &[TargetStatus], sampler: O
         }
         _ => "Recovery: faults removed, observing healing".to_string(),
     };
-    if let Some(e) = sampler.and_then(Sampler::last_error) {
-        message += &format!(" (cannot read client metrics: {e})");
+    if let Some(sampler) = sampler {
+        message += &replicas_note(sampler);
+        if let Some(e) = sampler.last_error() {
+            message += &format!(" (cannot read client metrics: {e})");
+        }
     }
     message
+}
+
+/// Which replicas of the client are read, when there are several or some went away.
+fn replicas_note(sampler: &Sampler) -> String {
+    let (current, gone) = sampler.replicas();
+    let mut note = String::new();
+    if current.len() > 1 {
+        note += &format!("; client: {} replicas ({})", current.len(), current.join(", "));
+    }
+    if !gone.is_empty() {
+        note += &format!("; replicas gone: {}", gone.join(", "));
+    }
+    note
 }
 
 /// When to look again: see [`next_check`]; once the run is over, only on a change.

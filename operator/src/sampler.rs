@@ -8,14 +8,15 @@ use std::{
 };
 
 use chaoslab_core::{
-    api::{Fault, PhaseObservation, Timings},
-    client_metrics,
+    api::{ClientSpec, Fault, PhaseObservation, Timings},
+    client_metrics::Reader,
     engine::Plan,
     observation::{AbortRule, RunRecorder},
 };
-use chaoslab_telemetry::{METRICS_LIMIT, fetch_metrics};
 use jiff::{SignedDuration, Timestamp};
 use tokio::task::JoinHandle;
+
+use crate::client_source::Source;
 
 /// What the times are measured for: the run's faults and its targets' names.
 #[derive(Clone, Copy)]
@@ -31,8 +32,10 @@ pub struct Sampler {
 
 struct State {
     recorder: RunRecorder,
-    /// spec.client.metricsUrl, which may be edited while the run goes on.
-    url: String,
+    /// spec.client, which may be edited while the run goes on, and where it says to read.
+    client: ClientSpec,
+    source: Result<Source, String>,
+    reader: Reader,
     /// Phases that started before this sampler (an operator restart) are incomplete: not reported.
     created: Timestamp,
     grace: SignedDuration,
@@ -41,10 +44,19 @@ struct State {
 }
 
 impl State {
-    fn new(url: &str, plan: Plan, abort: Option<AbortRule>, created: Timestamp, grace: SignedDuration) -> Self {
+    fn new(
+        source: (&str, &ClientSpec),
+        plan: Plan,
+        abort: Option<AbortRule>,
+        created: Timestamp,
+        grace: SignedDuration,
+    ) -> Self {
+        let (ns, client) = source;
         Self {
             recorder: RunRecorder::new(plan, abort),
-            url: url.into(),
+            client: client.clone(),
+            source: Source::of(ns, client),
+            reader: Reader::of(client),
             created,
             grace,
             abort_at: None,
@@ -63,14 +75,19 @@ impl State {
             .collect()
     }
 
-    /// A running scenario's spec may be edited: the new URL, abort rule and phase lengths apply
-    /// from the next sample on (finished phases stay as they were observed).
-    fn adopt(&mut self, url: &str, plan: Plan, abort: Option<AbortRule>, judging: Judging) {
+    /// A running scenario's spec may be edited: the new client source and mapping, abort rule and
+    /// phase lengths apply from the next sample on (finished phases stay as they were observed).
+    fn adopt(&mut self, source: (&str, &ClientSpec), plan: Plan, abort: Option<AbortRule>, judging: Judging) {
         self.recorder.set_plan(plan);
         self.recorder.set_abort(abort);
         self.recorder.set_targets(judging.faults, judging.target_names);
-        if self.url != url {
-            self.url = url.into();
+        let (ns, client) = source;
+        if self.client != *client {
+            if self.client.mapping() != client.mapping() || self.client.server_labels != client.server_labels {
+                self.reader = Reader::of(client);
+            }
+            self.client = client.clone();
+            self.source = Source::of(ns, client);
             self.last_error = None;
         }
     }
@@ -95,6 +112,14 @@ impl Sampler {
         self.state.lock().expect("sampler state").last_error.clone()
     }
 
+    /// The client's replicas in the last reading, and those read before that are gone.
+    pub fn replicas(&self) -> (Vec<String>, Vec<String>) {
+        let s = self.state.lock().expect("sampler state");
+        let r = s.reader.replicas();
+        let owned = |v: Vec<&str>| v.into_iter().map(String::from).collect();
+        (owned(r.current()), owned(r.gone()))
+    }
+
     /// Finishes phases that ended by `now` even if no scrape came after their end.
     pub fn close_until(&self, now: Timestamp) {
         self.state.lock().expect("sampler state").recorder.close_until(now);
@@ -104,27 +129,30 @@ impl Sampler {
 /// The samplers of all running scenarios, by uid.
 pub struct Samplers {
     http: reqwest::Client,
+    /// Lists the client's pods (spec.client.podSelector); None in tests without an apiserver.
+    kube: Option<kube::Client>,
     interval: Duration,
     running: Mutex<HashMap<String, Arc<Sampler>>>,
 }
 
 impl Samplers {
     /// Fails where no HTTP client can be built, e.g. without CA certificates in the system.
-    pub fn new(interval: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(interval: Duration, kube: Option<kube::Client>) -> Result<Self, reqwest::Error> {
         chaoslab_toxiproxy::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(interval.max(Duration::from_secs(1)))
             .user_agent(concat!("chaoslab-operator/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, interval, running: Mutex::new(HashMap::new()) })
+        Ok(Self { http, kube, interval, running: Mutex::new(HashMap::new()) })
     }
 
     /// The sampler of `uid`, started if needed with `since` as the moment from which it watches (the
-    /// reconcile's start); an existing one adopts `url`, `plan`, `abort` and `judging` (aborts, edits).
+    /// reconcile's start); an existing one adopts `source` (namespace, spec.client), `plan`, `abort`
+    /// and `judging` (aborts, edits).
     pub fn ensure(
         &self,
         uid: &str,
-        url: &str,
+        source: (&str, &ClientSpec),
         plan: Plan,
         abort: Option<AbortRule>,
         judging: Judging,
@@ -132,14 +160,14 @@ impl Samplers {
     ) -> Arc<Sampler> {
         let mut running = self.running.lock().expect("samplers");
         if let Some(s) = running.get(uid) {
-            s.state.lock().expect("sampler state").adopt(url, plan, abort, judging);
+            s.state.lock().expect("sampler state").adopt(source, plan, abort, judging);
             return s.clone();
         }
         let grace = SignedDuration::try_from(self.interval).unwrap_or(SignedDuration::ZERO) * 2;
-        let mut state = State::new(url, plan, abort, since, grace);
+        let mut state = State::new(source, plan, abort, since, grace);
         state.recorder.set_targets(judging.faults, judging.target_names);
         let sampler = Arc::new(Sampler { state: Mutex::new(state), task: Mutex::new(None) });
-        let task = tokio::spawn(scrape_loop(sampler.clone(), self.http.clone(), self.interval));
+        let task = tokio::spawn(scrape_loop(sampler.clone(), self.http.clone(), self.kube.clone(), self.interval));
         *sampler.task.lock().expect("task") = Some(task);
         running.insert(uid.to_string(), sampler.clone());
         sampler
@@ -158,31 +186,35 @@ impl Samplers {
     }
 }
 
-async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, interval: Duration) {
+async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, kube: Option<kube::Client>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (end, url) = {
+        let (end, source, reader) = {
             let s = sampler.state.lock().expect("sampler state");
-            (s.recorder.plan().end(), s.url.clone())
+            (s.recorder.plan().end(), s.source.clone(), s.reader.clone())
         };
         let now = Timestamp::now();
         // Bounded: the loop ends one interval after the run's planned end.
         if now > end + SignedDuration::try_from(interval).unwrap_or(SignedDuration::ZERO) {
             return;
         }
-        let scraped = scrape(&http, &url).await;
+        let reading = match &source {
+            Ok(source) => source.read(&http, kube.as_ref(), &reader).await,
+            Err(e) => chaoslab_telemetry::Reading { errors: vec![e.clone()], ..Default::default() },
+        };
         let at = Timestamp::now();
         let mut s = sampler.state.lock().expect("sampler state");
-        match scraped {
-            Ok(scrape) => {
-                s.last_error = None;
-                if let Some(t) = s.recorder.record(at, scrape) {
-                    s.abort_at.get_or_insert(t);
-                }
-            }
-            Err(e) => s.last_error = Some(brief(e)),
+        if let Some(e) = reading.failed() {
+            s.last_error = Some(brief(e));
+            continue;
+        }
+        // Replicas that did not answer are left out of this reading (their counts are kept).
+        s.last_error = reading.errors.first().map(|e| brief(format!("a replica did not answer: {e}")));
+        let scrape = s.reader.combine(&reading.replicas);
+        if let Some(t) = s.recorder.record(at, scrape) {
+            s.abort_at.get_or_insert(t);
         }
     }
 }
@@ -196,13 +228,6 @@ fn brief(error: String) -> String {
         Some(cut) if error.len() > MAX => format!("{}…", &error[..cut]),
         _ => error,
     }
-}
-
-/// One scrape, bounded: by the client's timeout (the sample interval, at least 1 s) and by
-/// [`METRICS_LIMIT`] bytes of body.
-async fn scrape(http: &reqwest::Client, url: &str) -> Result<client_metrics::Scrape, String> {
-    let text = fetch_metrics(http, url, METRICS_LIMIT).await.map_err(|e| format!("scraping {url}: {e}"))?;
-    client_metrics::parse(&text).map_err(|e| format!("scraping {url}: {e}"))
 }
 
 #[cfg(test)]
@@ -220,14 +245,15 @@ mod tests {
         Phases { stabilization: p, testing: p, recovery: p }
     }
 
-    fn scrape(ok: f64) -> client_metrics::Scrape {
+    fn scrape(ok: f64) -> chaoslab_core::client_metrics::Scrape {
         let text = format!("chaoslab_client_requests_total{{server=\"s\",outcome=\"success\"}} {ok}\n");
-        client_metrics::parse(&text).unwrap()
+        chaoslab_core::client_metrics::parse(&text).unwrap()
     }
 
     /// A phase is reported only if the sampler watched it from its start.
     fn reported(created: Timestamp) -> Vec<Phase> {
-        let mut s = State::new("http://x", Plan::new(at(100), &phases(10)), None, created, SignedDuration::ZERO);
+        let client = ClientSpec::url("http://x");
+        let mut s = State::new(("ns", &client), Plan::new(at(100), &phases(10)), None, created, SignedDuration::ZERO);
         for t in (100..=111).step_by(1) {
             s.recorder.record(at(t), scrape(t as f64));
         }
@@ -281,16 +307,16 @@ mod tests {
 
     #[tokio::test]
     async fn edits_of_a_running_scenario_reach_its_sampler() {
-        let samplers = Samplers::new(Duration::from_millis(50)).unwrap();
+        let samplers = Samplers::new(Duration::from_millis(50), None).unwrap();
         let ((url_a, hits_a), (url_b, hits_b)) = (endpoint().await, endpoint().await);
         let plan = Plan::new(Timestamp::now(), &phases(60));
         let none = Judging { faults: &[], target_names: &[] };
-        samplers.ensure("u", &url_a, plan, None, none, Timestamp::now());
+        samplers.ensure("u", ("ns", &ClientSpec::url(&url_a)), plan, None, none, Timestamp::now());
         wait_for_hit(&hits_a).await;
         // spec.client.metricsUrl, spec.abort and the phase lengths edited mid-run.
         let rule = AbortRule { error_rate: 0.5, window: Duration::from_secs(3) };
         let longer = Plan::new(plan.start, &phases(90));
-        let s = samplers.ensure("u", &url_b, longer, Some(rule), none, Timestamp::now());
+        let s = samplers.ensure("u", ("ns", &ClientSpec::url(&url_b)), longer, Some(rule), none, Timestamp::now());
         wait_for_hit(&hits_b).await;
         let scraped_a = hits_a.load(Ordering::SeqCst);
         wait_for_hit(&hits_b).await;

@@ -4,7 +4,7 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use chaoslab_core::api::{ChaosScenario, TargetStatus, Targets};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use kube::{Api, Client, api::ListParams};
 
 use crate::error::{Kind, Problem};
@@ -76,7 +76,11 @@ pub async fn keys(ns: &str, spec: &Targets, record: &[TargetStatus], resolved: &
 }
 
 fn label_selector(t: &Targets) -> Result<String, String> {
-    let sel = t.selector.as_ref().ok_or("no selector")?;
+    label_query(t.selector.as_ref().ok_or("no selector")?, "spec.targets.selector")
+}
+
+/// A label selector as the list call's query, e.g. `app=x,tier in (a,b)`; `field` names it in errors.
+pub fn label_query(sel: &LabelSelector, field: &str) -> Result<String, String> {
     let mut parts: Vec<String> = sel.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
     for e in sel.match_expressions.iter().flatten() {
         let values = e.values.clone().unwrap_or_default().join(",");
@@ -85,13 +89,14 @@ fn label_selector(t: &Targets) -> Result<String, String> {
             "NotIn" => format!("{} notin ({values})", e.key),
             "Exists" => e.key.clone(),
             "DoesNotExist" => format!("!{}", e.key),
-            op => return Err(format!("spec.targets.selector: unknown operator {op:?} for key {:?}", e.key)),
+            op => return Err(format!("{field}: unknown operator {op:?} for key {:?}", e.key)),
         });
     }
     Ok(parts.join(","))
 }
 
-fn admin_url(ip: &str, port: i32) -> String {
+/// `http://ip:port`, IPv6 bracketed.
+pub fn pod_url(ip: &str, port: i32) -> String {
     if ip.contains(':') { format!("http://[{ip}]:{port}") } else { format!("http://{ip}:{port}") }
 }
 
@@ -131,7 +136,7 @@ pub async fn resolve(client: &Client, s: &ChaosScenario) -> Result<Vec<Target>, 
                 Problem::new(Kind::TargetsMissing, format!("target pod {name} has no IP yet (is it running?)"))
             })?;
             Ok(Target {
-                url: admin_url(&ip, t.admin_port),
+                url: pod_url(&ip, t.admin_port),
                 name,
                 proxy: t.proxy.clone(),
                 pod_uid: p.metadata.uid.clone(),
@@ -143,7 +148,7 @@ pub async fn resolve(client: &Client, s: &ChaosScenario) -> Result<Vec<Target>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn targets(sel: LabelSelector) -> Targets {
         Targets { selector: Some(sel), admin_port: 8474, proxy: "backend".into(), endpoints: None }
@@ -164,8 +169,8 @@ mod tests {
 
     #[test]
     fn ipv6_pod_ips_are_bracketed() {
-        assert_eq!(admin_url("fd00::1", 8474), "http://[fd00::1]:8474");
-        assert_eq!(admin_url("127.0.0.2", 8474), "http://127.0.0.2:8474");
+        assert_eq!(pod_url("fd00::1", 8474), "http://[fd00::1]:8474");
+        assert_eq!(pod_url("127.0.0.2", 8474), "http://127.0.0.2:8474");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod bins;
 mod control_plane;
+mod java_client;
 mod kube_fixtures;
 mod lossy_redis;
 mod measure;
@@ -24,6 +25,7 @@ pub use bins::{
     cache_dir, helm_bin, prometheus_bin, redis_server_bin, tool_version, toxiproxy_server_bin, workspace_bin,
 };
 pub use control_plane::{ControlPlane, repo_root};
+pub use java_client::resilience4j_client_command;
 pub use kube_fixtures::{install_crd, namespace, ready_pod, run_pod, scenario_namespace};
 pub use lossy_redis::LossyRedis;
 pub use measure::{Measured, run_measured};

@@ -1,11 +1,16 @@
 //! The `ChaosScenario` API (`chaoslab.dev/v1alpha1`): spec, status and the schema rules the
 //! apiserver enforces. `crds/chaosscenarios.yaml` is generated from these types (`chaoslab crd`).
 
+mod client;
 pub(crate) mod fault;
 mod status;
 
 use std::borrow::Cow;
 
+pub use client::{
+    BreakerSeries, ClientSpec, LatencySeries, MetricsMapping, OutcomeName, PoolSeries, Preset, PrometheusSource,
+    RequestSeries, StateValues, TransitionSeries,
+};
 pub use fault::{CustomToxic, Fault, Latency, MAX_TARGETS, PacketLoss, ToxicAttributes};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -68,12 +73,12 @@ pub struct ChaosScenarioSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientSpec>,
 
-    /// End Testing early when the client's error rate stays high (needs client.metricsUrl).
+    /// End Testing early when the client's error rate stays high (needs spec.client).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort: Option<AbortSpec>,
 
     /// Bounds on the measured times and error rate (status.timings); each one set becomes a check
-    /// (needs client.metricsUrl).
+    /// (needs spec.client).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expectations>,
 }
@@ -199,14 +204,6 @@ impl Default for Phases {
     fn default() -> Self {
         Self { stabilization: default_stabilization(), testing: default_testing(), recovery: default_recovery() }
     }
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientSpec {
-    /// Prometheus endpoint of the client under test (the chaoslab metrics contract).
-    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s/]+(/\S*)?$"))]
-    pub metrics_url: String,
 }
 
 /// The CRD manifest exactly as `crds/chaosscenarios.yaml` holds it.

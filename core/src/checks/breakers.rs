@@ -187,4 +187,19 @@ mod tests {
             assert_eq!((c.passed, c.observed.as_str()), (None, "not judged: no scrapes during Recovery"), "{name}");
         }
     }
+
+    #[test]
+    fn a_client_without_breaker_state_has_its_breaker_checks_left_out_and_said_so() {
+        let mut run = healthy_run();
+        for s in run.iter_mut().flat_map(|o| &mut o.servers) {
+            (s.breaker_states, s.final_breaker_state) = (vec![], None);
+            (s.opened, s.half_opened, s.closed) = (0, 0, 0);
+        }
+        let (checks, verdict) = with_two_dead(&run);
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        assert!(!names.iter().any(|n| n.contains("breaker")), "{names:?}");
+        assert_eq!(verdict, Verdict::Passed, "the traffic and error checks still judge the run");
+        assert!(crate::checks::left_out(&run).is_some_and(|why| why.contains("no breaker state")));
+        assert_eq!(crate::checks::left_out(&healthy_run()), None);
+    }
 }
