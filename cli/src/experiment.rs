@@ -124,7 +124,13 @@ impl<'a> Experiment<'a> {
         // A client of the user's own may miss a scrape (restarting, busy): the run goes on without
         // that sample; its checks then judge what was seen.
         match self.lab.client_metrics().await {
-            Ok(scrape) => self.record(now, scrape),
+            // Values from a Prometheus are as old as its scrape: recorded when taken, once each.
+            Ok((scrape, taken)) => {
+                let at = taken.unwrap_or(now);
+                if self.last.as_ref().is_none_or(|(last, _)| at > *last) {
+                    self.record(at, scrape);
+                }
+            }
             Err(e) => {
                 self.missed_scrapes += 1;
                 if self.missed_scrapes == 1 {

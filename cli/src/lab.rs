@@ -15,6 +15,7 @@ use chaoslab_loadgen::{Config, LoadGenerator, RunHandle, Target};
 use chaoslab_telemetry::ScenarioMetrics;
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use clap::ValueEnum;
+use jiff::Timestamp;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::{net::TcpListener, process::Child, sync::oneshot};
 
@@ -217,14 +218,14 @@ impl Lab {
 
     /// The client's metrics now, read as the operator reads them: from the built-in client's
     /// registry, or from the external client's replicas (each bounded by the 2 s timeout and
-    /// METRICS_LIMIT bytes) combined into one client.
-    pub async fn client_metrics(&self) -> anyhow::Result<Scrape> {
+    /// METRICS_LIMIT bytes) combined into one client; and when they were taken, if not just now.
+    pub async fn client_metrics(&self) -> anyhow::Result<(Scrape, Option<Timestamp>)> {
         match &self.client {
             Client::BuiltIn(load) => {
                 load.client().tick();
                 let mut buf = Vec::new();
                 TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
-                Ok(client_metrics::parse(&String::from_utf8_lossy(&buf))?)
+                Ok((client_metrics::parse(&String::from_utf8_lossy(&buf))?, None))
             }
             Client::External { source, reader, http } => {
                 let parser = reader.lock().expect("reader").clone();
@@ -240,7 +241,7 @@ impl Lab {
                 if let Some(e) = reading.failed() {
                     bail!(e);
                 }
-                Ok(reader.lock().expect("reader").combine(&reading.replicas))
+                Ok((reader.lock().expect("reader").combine(&reading.replicas), reading.at))
             }
         }
     }
@@ -251,7 +252,7 @@ impl Lab {
         let t0 = std::time::Instant::now();
         loop {
             let last = match self.client_metrics().await {
-                Ok(s) if !s.is_empty() => return Ok(()),
+                Ok((s, _)) if !s.is_empty() => return Ok(()),
                 Ok(_) => "no series of the client's mapping yet".to_string(),
                 Err(e) => format!("{e:#}"),
             };

@@ -42,9 +42,12 @@ pub struct RunArgs {
     /// Judge a client of your own instead of the built-in one: the URL of its metrics, or one URL
     /// per replica (their counts are added up). Point the client at the three proxy addresses
     /// chaoslab prints (fix them with --listen); Stabilization starts once its metrics answer
-    /// (chaoslab waits up to 2 minutes).
+    /// (chaoslab waits up to --client-wait).
     #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', num_args = 1, conflicts_with = "concurrency")]
     client_metrics: Option<Vec<String>>,
+    /// How long to wait for your client's metrics to answer with its series before giving up.
+    #[arg(long, value_name = "D", default_value = "2m")]
+    client_wait: PhaseDuration,
     /// Judge a client of your own through a Prometheus that scrapes it (its base URL), instead of
     /// --client-metrics; each `instance` is one replica.
     #[arg(long, value_name = "URL", conflicts_with_all = ["concurrency", "client_metrics"])]
@@ -178,12 +181,16 @@ fn client_options(args: &RunArgs) -> Result<ClientOptions, String> {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).map_err(|e| format!("--client-mapping {}: {e}", path.display()))?;
-            serde_yaml::from_str::<MetricsMapping>(&text).map_err(|e| {
+            let mapping = serde_yaml::from_str::<MetricsMapping>(&text).map_err(|e| {
                 format!(
                     "--client-mapping {}: {e} (the fields are spec.client.custom's: README \"Test your own client\")",
                     path.display()
                 )
-            })?
+            })?;
+            if let Some(p) = mapping.problems().first() {
+                return Err(format!("--client-mapping {}: {p}", path.display()));
+            }
+            mapping
         }
         None if args.client_preset == "resilience4j" => MetricsMapping::resilience4j(),
         None => MetricsMapping::chaoslab(),
@@ -255,9 +262,10 @@ async fn run_on(
         }
     }
     if let Client::External { source, .. } = &lab.client {
-        eprintln!("chaoslab: waiting for your client's metrics at {source} (up to 2 min; Ctrl-C to stop)...");
+        let wait = args.client_wait;
+        eprintln!("chaoslab: waiting for your client's metrics at {source} (up to {wait}; Ctrl-C to stop)...");
         tokio::select! {
-            r = lab.wait_for_client(Duration::from_secs(120)) => r?,
+            r = lab.wait_for_client(wait.0) => r?,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted while waiting for the client"),
         }
     }

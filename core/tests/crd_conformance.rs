@@ -2,7 +2,7 @@
 //! resources are rejected by the apiserver itself with a message naming the field, the printer
 //! columns read well, and status is written only through its subresource.
 
-use chaoslab_core::api::{ChaosScenario, ChaosScenarioStatus, Phase, Verdict, crd_yaml};
+use chaoslab_core::api::{ChaosScenario, ChaosScenarioSpec, ChaosScenarioStatus, Phase, Verdict, crd_yaml};
 use chaoslab_testenv::{ControlPlane, install_crd, scenario_namespace};
 use kube::{
     Api, Client,
@@ -85,6 +85,26 @@ async fn the_multi_failure_example_is_accepted() {
     let created = api.create(&PostParams::default(), &obj).await.expect("example accepted");
     assert_eq!(created.spec.template.as_ref().unwrap().0, "multi-failure-2-servers-packet-loss");
     assert_eq!(created.spec.targets.admin_port, 8474);
+}
+
+#[tokio::test]
+async fn each_kind_of_client_is_accepted() {
+    let (client, ns) = setup().await;
+    let api = dynamic_api(&client, &ns);
+    let mapping: Value = serde_yaml::from_str(include_str!("../../examples/client-mapping.yaml")).unwrap();
+    let clients = [
+        json!({"metricsUrl": "http://shop:9090/metrics", "preset": "resilience4j",
+            "serverLabels": {"server-0": "redis-a:6379"}}),
+        json!({"podSelector": {"matchLabels": {"app": "shop"}}, "port": 9090, "path": "/actuator/prometheus"}),
+        json!({"prometheus": {"url": "http://prometheus:9090", "selector": "job=\"shop\""}, "preset": "custom",
+            "custom": mapping}),
+    ];
+    for (i, c) in clients.into_iter().enumerate() {
+        let obj = object(&format!("client-{i}"), with("/client", Some(c.clone())));
+        let created = api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("{c}: {e}"));
+        let spec: ChaosScenarioSpec = serde_json::from_value(created.data["spec"].clone()).unwrap();
+        assert_eq!(serde_json::to_value(spec.client.unwrap()).unwrap(), c, "round trip");
+    }
 }
 
 #[tokio::test]
@@ -196,6 +216,45 @@ async fn invalid_resources_are_rejected_with_a_message_naming_the_field() {
             &["spec.targets.endpoints[0].url"],
         ),
         ("missing targets", with("/targets", None), &["spec.targets", "Required value"]),
+        (
+            "client with two sources",
+            with("/client", Some(json!({"metricsUrl": "http://c/metrics", "prometheus": {"url": "http://p"}}))),
+            &["spec.client", "set exactly one of client.metricsUrl"],
+        ),
+        ("client with no source", with("/client", Some(json!({"preset": "resilience4j"}))), &["spec.client"]),
+        (
+            "client pods without a port",
+            with("/client", Some(json!({"podSelector": {"matchLabels": {"app": "shop"}}}))),
+            &["spec.client", "needs client.port"],
+        ),
+        (
+            "custom preset without a mapping",
+            with("/client", Some(json!({"metricsUrl": "http://c/metrics", "preset": "custom"}))),
+            &["spec.client", "client.custom"],
+        ),
+        (
+            "unknown preset",
+            with("/client", Some(json!({"metricsUrl": "http://c/metrics", "preset": "hystrix"}))),
+            &["spec.client.preset", "Unsupported value"],
+        ),
+        (
+            "custom mapping without requests",
+            with(
+                "/client",
+                Some(json!({"metricsUrl": "http://c/metrics", "preset": "custom",
+                    "custom": {"serverLabel": "s", "requests": []}})),
+            ),
+            &["spec.client.custom.requests"],
+        ),
+        (
+            "request series that says no outcome",
+            with(
+                "/client",
+                Some(json!({"metricsUrl": "http://c/metrics", "preset": "custom",
+                    "custom": {"serverLabel": "s", "requests": [{"metric": "calls_total"}]}})),
+            ),
+            &["spec.client.custom.requests[0]", "set outcomeLabel"],
+        ),
         (
             "adminPort out of range",
             with("/targets/adminPort", Some(json!(70000))),

@@ -41,6 +41,8 @@ struct State {
     grace: SignedDuration,
     abort_at: Option<Timestamp>,
     last_error: Option<String>,
+    /// When the last recorded values were taken.
+    last_at: Option<Timestamp>,
 }
 
 impl State {
@@ -61,6 +63,7 @@ impl State {
             grace,
             abort_at: None,
             last_error: None,
+            last_at: None,
         }
     }
 
@@ -204,12 +207,17 @@ async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, kube: Option<
             Ok(source) => source.read(&http, kube.as_ref(), &reader).await,
             Err(e) => chaoslab_telemetry::Reading { errors: vec![e.clone()], ..Default::default() },
         };
-        let at = Timestamp::now();
+        // Values from a Prometheus are as old as its scrape: recorded when taken, once each.
+        let at = reading.at.unwrap_or_else(Timestamp::now);
         let mut s = sampler.state.lock().expect("sampler state");
         if let Some(e) = reading.failed() {
             s.last_error = Some(brief(e));
             continue;
         }
+        if s.last_at.is_some_and(|last| at <= last) {
+            continue;
+        }
+        s.last_at = Some(at);
         // Replicas that did not answer are left out of this reading (their counts are kept).
         s.last_error = reading.errors.first().map(|e| brief(format!("a replica did not answer: {e}")));
         let scrape = s.reader.combine(&reading.replicas);

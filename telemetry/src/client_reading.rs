@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chaoslab_core::client_metrics::{Reader, Sample, Scrape};
 use futures::future::join_all;
+use jiff::Timestamp;
 
 use crate::{METRICS_LIMIT, fetch_metrics};
 
@@ -14,6 +15,9 @@ use crate::{METRICS_LIMIT, fetch_metrics};
 pub struct Reading {
     pub replicas: BTreeMap<String, Scrape>,
     pub errors: Vec<String>,
+    /// When the values were taken, where the source says: a Prometheus answers with what it scraped
+    /// up to a scrape interval ago (the replicas' scrapes on average). None: just now.
+    pub at: Option<Timestamp>,
 }
 
 impl Reading {
@@ -51,6 +55,10 @@ pub fn instant_query(reader: &Reader, selector: Option<&str>) -> String {
     names.extend(m.transitions.iter().map(|t| t.metric.clone()));
     names.extend(m.pool.iter().map(|p| p.metric.clone()));
     names.extend(m.latency.iter().flat_map(|l| [format!("{}_sum", l.metric), format!("{}_count", l.metric)]));
+    instant_query_of(&names, selector)
+}
+
+fn instant_query_of(names: &[String], selector: Option<&str>) -> String {
     let mut quoted: Vec<String> = Vec::new();
     for n in names.iter().map(|n| regex_quote(n)) {
         if !quoted.contains(&n) {
@@ -71,16 +79,28 @@ fn regex_quote(name: &str) -> String {
 pub async fn query_prometheus(http: &reqwest::Client, reader: &Reader, base: &str, selector: Option<&str>) -> Reading {
     let query = instant_query(reader, selector);
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
-    let body = match query_body(http, &url, &query).await {
-        Ok(body) => body,
-        Err(e) => {
-            return Reading { replicas: BTreeMap::new(), errors: vec![format!("querying {url} for {query}: {e}")] };
-        }
-    };
-    match replicas_of(&body, reader) {
-        Ok(replicas) => Reading { replicas, errors: vec![] },
-        Err(e) => Reading { replicas: BTreeMap::new(), errors: vec![format!("querying {url} for {query}: {e}")] },
+    // The values, and when each replica was scraped: all its series share its scrape's time, so one
+    // metric's do (timestamp() of several metrics would clash once it drops their names).
+    let stamps = format!("timestamp({})", instant_query_of(&[reader.mapping().requests[0].metric.clone()], selector));
+    let (values, times) = futures::join!(query_body(http, &url, &query), query_body(http, &url, &stamps));
+    let read = values.and_then(|v| replicas_of(&v, reader)).map_err(|e| format!("querying {url} for {query}: {e}"));
+    match read {
+        Ok(replicas) => Reading { at: times.ok().and_then(|t| mean_scrape(&t)), replicas, errors: vec![] },
+        Err(e) => Reading { errors: vec![e], ..Default::default() },
     }
+}
+
+/// When the replicas were scraped, on average, from a `timestamp(...)` answer (seconds as values).
+/// Their scrapes are spread over the scrape interval; the mean keeps each reading's rate true where
+/// the replicas run at similar rates (the oldest would make it swing with which replica is oldest).
+fn mean_scrape(body: &serde_json::Value) -> Option<Timestamp> {
+    let mut per_replica: BTreeMap<&str, f64> = BTreeMap::new();
+    for s in body["data"]["result"].as_array()? {
+        let Some(t) = s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()) else { continue };
+        per_replica.insert(s["metric"]["instance"].as_str().unwrap_or_default(), t);
+    }
+    let mean = per_replica.values().sum::<f64>() / per_replica.len() as f64;
+    (!per_replica.is_empty()).then(|| Timestamp::from_millisecond((mean * 1000.0).round() as i64).ok()).flatten()
 }
 
 async fn query_body(http: &reqwest::Client, url: &str, query: &str) -> Result<serde_json::Value, String> {
@@ -154,5 +174,15 @@ mod tests {
         assert_eq!(r["10.0.0.2:9090"]["s"].success, 7.0);
         let empty = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}});
         assert!(replicas_of(&empty, &reader).unwrap_err().contains("selector"));
+    }
+
+    #[test]
+    fn a_reading_from_prometheus_is_as_old_as_its_replicas_scrapes_on_average() {
+        let stamp = |i: &str, v: &str| serde_json::json!({"metric": {"instance": i}, "value": [1.7e9, v]});
+        let body = serde_json::json!({"status": "success", "data": {"resultType": "vector",
+            "result": [stamp("a", "1700000000.5"), stamp("a", "1700000000.5"), stamp("b", "1700000001.5")]}});
+        assert_eq!(mean_scrape(&body), Some(Timestamp::from_millisecond(1_700_000_001_000).unwrap()));
+        let none = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}});
+        assert_eq!(mean_scrape(&none), None);
     }
 }

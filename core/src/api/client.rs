@@ -96,7 +96,7 @@ pub enum Preset {
 /// Which of the client's series say what the checks need. Every family but `requests` is optional:
 /// a check that needs a family the mapping lacks is left out, and said so.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricsMapping {
     /// The label naming the server (the target) in every series below.
     #[schemars(length(min = 1, max = 128))]
@@ -119,8 +119,10 @@ pub struct MetricsMapping {
     pub pool: Option<PoolSeries>,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.outcomeLabel) != has(self.outcome)")
+    .message("set outcomeLabel (with the values of each outcome) or outcome (every sample's), not both"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RequestSeries {
     /// The counter's name as exported, e.g. http_client_requests_total.
     #[schemars(length(min = 1, max = 256))]
@@ -155,7 +157,7 @@ pub enum OutcomeName {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BreakerSeries {
     #[schemars(length(min = 1, max = 256))]
     pub metric: String,
@@ -168,7 +170,7 @@ pub struct BreakerSeries {
 
 /// Which label values (or gauge values, written as numbers) mean which breaker state.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateValues {
     #[serde(default)]
     pub closed: Vec<String>,
@@ -179,7 +181,7 @@ pub struct StateValues {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransitionSeries {
     #[schemars(length(min = 1, max = 256))]
     pub metric: String,
@@ -189,7 +191,7 @@ pub struct TransitionSeries {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LatencySeries {
     /// The base name: `<metric>_sum` and `<metric>_count` are read.
     #[schemars(length(min = 1, max = 256))]
@@ -197,7 +199,7 @@ pub struct LatencySeries {
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PoolSeries {
     #[schemars(length(min = 1, max = 256))]
     pub metric: String,
@@ -213,6 +215,23 @@ fn strings(values: &[&str]) -> Vec<String> {
 }
 
 impl MetricsMapping {
+    /// What the apiserver's rules would refuse, for a mapping read from a file (`chaoslab run
+    /// --client-mapping`).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.requests.is_empty() {
+            out.push("requests: name at least one counter of requests".to_string());
+        }
+        for (i, r) in self.requests.iter().enumerate() {
+            if r.outcome_label.is_some() == r.outcome.is_some() {
+                out.push(format!(
+                    "requests[{i}]: set outcomeLabel (with the values of each outcome) or outcome, not both"
+                ));
+            }
+        }
+        out
+    }
+
     /// chaoslab's metrics contract (README "The metrics contract").
     pub fn chaoslab() -> Self {
         use chaoslab_contract as c;
@@ -293,5 +312,28 @@ impl MetricsMapping {
             latency: Some(LatencySeries { metric: "resilience4j_circuitbreaker_calls_seconds".into() }),
             pool: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_mapping_is_the_resilience4j_preset_spelled_out() {
+        let text = include_str!("../../../examples/client-mapping.yaml");
+        let example: MetricsMapping = serde_yaml::from_str(text).unwrap();
+        assert_eq!(example, MetricsMapping::resilience4j());
+    }
+
+    #[test]
+    fn a_spec_chooses_its_mapping() {
+        let mut c = ClientSpec::url("http://x/metrics");
+        assert_eq!(c.mapping(), MetricsMapping::chaoslab());
+        c.preset = Some(Preset::Resilience4j);
+        assert_eq!(c.mapping(), MetricsMapping::resilience4j());
+        let custom = MetricsMapping { server_label: "upstream".into(), ..MetricsMapping::chaoslab() };
+        (c.preset, c.custom) = (Some(Preset::Custom), Some(custom.clone()));
+        assert_eq!(c.mapping(), custom);
     }
 }
