@@ -85,6 +85,11 @@ async fn the_multi_failure_example_is_accepted() {
     let created = api.create(&PostParams::default(), &obj).await.expect("example accepted");
     assert_eq!(created.spec.template.as_ref().unwrap().0, "multi-failure-2-servers-packet-loss");
     assert_eq!(created.spec.targets.admin_port, 8474);
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/own-client.yaml")).unwrap();
+    let obj: ChaosScenario = serde_yaml::from_str(&yaml).unwrap();
+    let created = api.create(&PostParams::default(), &obj).await.expect("own-client example accepted");
+    let client = created.spec.client.unwrap();
+    assert_eq!((client.port, client.preset), (Some(8080), Some(chaoslab_core::api::Preset::Resilience4j)));
 }
 
 #[tokio::test]

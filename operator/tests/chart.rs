@@ -420,3 +420,23 @@ async fn the_installed_chart_lets_the_operator_run_a_scenario_with_exactly_the_r
     let role = role.get_opt("chaoslab-operator-leader").await.unwrap();
     assert!(role.is_none(), "the rest of the release is gone");
 }
+
+#[test]
+fn without_the_loadgen_the_notes_say_where_your_client_connects_and_how_to_name_it() {
+    let out = helm(&[
+        "install",
+        "chaoslab",
+        chart().to_str().unwrap(),
+        "--dry-run=client",
+        "--namespace",
+        "shop",
+        "--set",
+        "loadgen.enabled=false",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let notes = &stdout[stdout.find("NOTES:").expect("NOTES printed")..];
+    for i in 0..3 {
+        assert!(notes.contains(&format!("chaoslab-backend-{i}.chaoslab-backend.shop.svc:26379")), "{notes}");
+    }
+    assert!(notes.contains("examples/own-client.yaml"), "{notes}");
+}

@@ -13,7 +13,11 @@ use chaoslab_testenv::{
     workspace_bin,
 };
 use common::*;
-use kube::api::PostParams;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api,
+    api::{DeleteParams, PostParams},
+};
 use serde_json::{Value, json};
 
 const LOSS: &str = "multi-failure-2-servers-packet-loss";
@@ -34,10 +38,12 @@ fn scenario_with_client(name: &str, admin_port: u16, client: Value) -> ChaosScen
     .unwrap()
 }
 
-/// Runs the scenario to its end: its final status, with the operator's and the clients' logs on failure.
+/// Runs the scenario to its end: its final status, and [the status message mid-Testing (after
+/// deleting the pod `drop` if given), the operator's and the clients' logs].
 async fn run(
     prefix: &str,
     admin: u16,
+    drop: Option<&str>,
     backends_and_client: impl AsyncFnOnce(&kube::Client, &str, &[Backend]) -> (Vec<Managed>, Value),
 ) -> (ChaosScenarioStatus, Vec<String>) {
     let (client, ns, api) = setup(prefix).await;
@@ -46,7 +52,15 @@ async fn run(
     let op = operator(&ns);
     api.create(&PostParams::default(), &scenario_with_client("run", admin, spec_client)).await.unwrap();
     // While it runs: what the status message says of the client.
-    let mid = wait_for(&api, "run", Duration::from_secs(40), |s| phase(s) == Some(Phase::Testing)).await;
+    let mut mid = wait_for(&api, "run", Duration::from_secs(40), |s| phase(s) == Some(Phase::Testing)).await;
+    if let Some(pod) = drop {
+        Api::<Pod>::namespaced(client.clone(), &ns).delete(pod, &DeleteParams::default()).await.unwrap();
+        let gone = format!("replicas gone: {pod}");
+        mid = wait_for(&api, "run", Duration::from_secs(10), |s| {
+            s.status.as_ref().and_then(|s| s.message.as_deref()).is_some_and(|m| m.contains(&gone))
+        })
+        .await;
+    }
     let mid_message = mid.status.and_then(|s| s.message).unwrap_or_default();
     let done = wait_for(&api, "run", Duration::from_secs(60), |s| phase(s).is_some_and(Phase::is_terminal)).await;
     let st = done.status.unwrap();
@@ -81,7 +95,7 @@ fn resilience4j_client(url: &str) -> Value {
 
 #[tokio::test]
 async fn a_resilience4j_client_passes_through_its_micrometer_metrics() {
-    let (st, logs) = run("r4j", free_port(), async |_, _, backends| {
+    let (st, logs) = run("r4j", free_port(), None, async |_, _, backends| {
         let (client, url) = resilience4j(backends, &[]);
         (vec![client], resilience4j_client(&url))
     })
@@ -94,7 +108,7 @@ async fn a_resilience4j_client_passes_through_its_micrometer_metrics() {
 
 #[tokio::test]
 async fn a_resilience4j_client_whose_breakers_never_trip_fails() {
-    let (st, logs) = run("r4j-off", free_port(), async |_, _, backends| {
+    let (st, logs) = run("r4j-off", free_port(), None, async |_, _, backends| {
         let (client, url) = resilience4j(backends, &["--metrics-only"]);
         (vec![client], resilience4j_client(&url))
     })
@@ -134,20 +148,21 @@ async fn shop_pods(kube: &kube::Client, ns: &str, backends: &[Backend], port: u1
 #[tokio::test]
 async fn three_client_pods_are_judged_as_one_through_the_pod_selector() {
     let port = free_port();
-    let (st, logs) = run("pods", free_port(), async |kube, ns, backends| {
+    // One pod goes away in Testing: what it counted stays, the others go on being read.
+    let (st, logs) = run("pods", free_port(), Some("shop-2"), async |kube, ns, backends| {
         let (procs, _) = shop_pods(kube, ns, backends, port).await;
         (procs, json!({"podSelector": {"matchLabels": {"app": "shop"}}, "port": port}))
     })
     .await;
     assert_eq!(st.verdict, Some(Verdict::Passed), "{:#?}\n{}", st.checks, logs[1]);
-    assert!(logs[0].contains("client: 3 replicas (shop-0, shop-1, shop-2)"), "the status says: {}", logs[0]);
+    assert!(logs[0].contains("client: 2 replicas (shop-0, shop-1); replicas gone: shop-2"), "{}", logs[0]);
 }
 
 #[tokio::test]
 async fn three_client_pods_are_judged_as_one_through_prometheus() {
     let port = free_port();
     let dir = ScratchDir::new("own-prom-op");
-    let (st, logs) = run("prom", free_port(), async |kube, ns, backends| {
+    let (st, logs) = run("prom", free_port(), None, async |kube, ns, backends| {
         let (mut procs, addrs) = shop_pods(kube, ns, backends, port).await;
         let targets: Vec<String> = addrs.iter().map(|a| format!("'{a}'")).collect();
         let config = format!(
