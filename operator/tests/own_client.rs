@@ -71,7 +71,7 @@ async fn run(
     (st, vec![mid_message, logs.join("\n---\n")])
 }
 
-fn check<'a>(st: &'a ChaosScenarioStatus, name: &str) -> Option<bool> {
+fn check(st: &ChaosScenarioStatus, name: &str) -> Option<bool> {
     st.checks.iter().find(|c| c.name == name).and_then(|c| c.passed)
 }
 
