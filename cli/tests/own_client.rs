@@ -9,8 +9,7 @@ use std::{
 };
 
 use chaoslab_testenv::{
-    Managed, ScratchDir, free_port, loopback_ip, prometheus_bin, resilience4j_client_command, wait_for_port,
-    workspace_bin,
+    Managed, Prometheus, ScratchDir, free_port, loopback_ip, resilience4j_client_command, wait_for_port, workspace_bin,
 };
 use serde_json::Value;
 
@@ -195,24 +194,11 @@ fn three_replicas_read_from_their_urls_are_one_client() {
 fn three_replicas_read_through_a_real_prometheus_are_one_client() {
     let addrs = addresses();
     let dir = ScratchDir::new("own-3-prom");
-    let targets: Vec<String> = addrs.iter().map(|a| format!("'{a}'")).collect();
-    let config = format!(
-        "global: {{scrape_interval: 1s}}\nscrape_configs:\n- job_name: shop\n  static_configs:\n  - targets: [{}]\n",
-        targets.join(", ")
-    );
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(prometheus_bin());
-    cmd.arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-    let prometheus = Managed::spawn("prometheus-own", cmd);
-    assert!(wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(20)), "{}", prometheus.log_tail());
-    let url = format!("http://127.0.0.1:{port}");
+    let prometheus = Prometheus::scraping(dir.path(), "shop", &addrs);
     three_replicas_judged_as_one(
         "own-3-prom",
         &addrs,
-        &["--client-prometheus", &url, "--client-selector", "job=\"shop\""],
+        &["--client-prometheus", &prometheus.url, "--client-selector", "job=\"shop\""],
     );
 }
 

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, process::Command, time::Duration};
 
 use chaoslab_core::api::{ChaosScenario, ChaosScenarioStatus, Phase, Verdict};
 use chaoslab_testenv::{
-    Managed, ScratchDir, free_port, loopback_ip, prometheus_bin, ready_pod, resilience4j_client_command, wait_for_port,
+    Managed, Prometheus, ScratchDir, free_port, loopback_ip, ready_pod, resilience4j_client_command, wait_for_port,
     workspace_bin,
 };
 use common::*;
@@ -164,31 +164,22 @@ async fn three_client_pods_are_judged_as_one_through_prometheus() {
     let dir = ScratchDir::new("own-prom-op");
     let (st, logs) = run("prom", free_port(), None, async |kube, ns, backends| {
         let (mut procs, addrs) = shop_pods(kube, ns, backends, port).await;
-        let targets: Vec<String> = addrs.iter().map(|a| format!("'{a}'")).collect();
-        let config = format!(
-            "global: {{scrape_interval: 1s}}\nscrape_configs:\n- job_name: shop\n  static_configs:\n  - targets: [{}]\n",
-            targets.join(", ")
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let web = free_port();
-        let mut cmd = Command::new(prometheus_bin());
-        cmd.arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{web}"));
-        procs.push(Managed::spawn(&format!("prometheus-{ns}"), cmd));
-        wait_for_series(web).await;
-        (procs, json!({"prometheus": {"url": format!("http://127.0.0.1:{web}"), "selector": "job=\"shop\""}}))
+        let prometheus = Prometheus::scraping(dir.path(), "shop", &addrs);
+        let url = prometheus.url.clone();
+        procs.push(prometheus.process);
+        wait_for_series(&url).await;
+        (procs, json!({"prometheus": {"url": url, "selector": "job=\"shop\""}}))
     })
     .await;
     assert_eq!(st.verdict, Some(Verdict::Passed), "{:#?}\n{}", st.checks, logs[1]);
     assert!(logs[0].contains("client: 3 replicas"), "the status says: {}", logs[0]);
 }
 
-/// Until the Prometheus at `port` has scraped all three replicas (so Stabilization is watched whole).
-async fn wait_for_series(port: u16) {
+/// Until the Prometheus at `prometheus` has scraped all three replicas (so Stabilization is watched whole).
+async fn wait_for_series(prometheus: &str) {
     chaoslab_toxiproxy::install_crypto_provider();
     let http = reqwest::Client::new();
-    let mut url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/api/v1/query")).unwrap();
+    let mut url = reqwest::Url::parse(&format!("{prometheus}/api/v1/query")).unwrap();
     url.query_pairs_mut().append_pair("query", "count(up{job=\"shop\"} == 1)");
     for _ in 0..60 {
         let got = match http.get(url.clone()).send().await {

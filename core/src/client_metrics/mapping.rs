@@ -94,21 +94,22 @@ fn outcome(r: &RequestSeries, s: &Sample) -> Option<Outcome> {
         .map(|(_, o)| o)
 }
 
-fn state_of(states: &StateValues, v: &str) -> Option<BreakerState> {
+/// The state whose list holds a value `matches` accepts.
+fn state_where(states: &StateValues, matches: impl Fn(&str) -> bool) -> Option<BreakerState> {
     [(&states.closed, BreakerState::Closed), (&states.half_open, BreakerState::HalfOpen)]
         .into_iter()
         .chain([(&states.open, BreakerState::Open)])
-        .find(|(values, _)| values.iter().any(|x| x == v))
+        .find(|(values, _)| values.iter().any(|x| matches(x)))
         .map(|(_, s)| s)
+}
+
+fn state_of(states: &StateValues, v: &str) -> Option<BreakerState> {
+    state_where(states, |x| x == v)
 }
 
 /// A gauge whose value is the state: the lists hold numbers.
 fn gauge_state(states: &StateValues, value: f64) -> Option<BreakerState> {
-    [(&states.closed, BreakerState::Closed), (&states.half_open, BreakerState::HalfOpen)]
-        .into_iter()
-        .chain([(&states.open, BreakerState::Open)])
-        .find(|(values, _)| values.iter().any(|x| x.parse::<f64>().is_ok_and(|n| n == value.round())))
-        .map(|(_, s)| s)
+    state_where(states, |x| x.parse::<f64>().is_ok_and(|n| n == value.round()))
 }
 
 #[cfg(test)]
