@@ -158,6 +158,9 @@ fn run_pair(scenario: &'static str, client: Option<&'static str>, expect: Expect
     let _client = Managed::spawn(&name, loadgen);
     let exit = lab.wait_for_exit(Duration::from_secs(180));
     assert!(exit.is_some(), "{name}: chaoslab run still running after 3 min:\n{}", lab.log_tail());
+    if !dir.join(format!("{scenario}.json")).exists() {
+        panic!("{name}: no JSON report; chaoslab run ({exit:?}):\n{}", lab.log_tail());
+    }
     let status = &report(dir.path(), scenario)["status"];
     let checks = status["checks"].as_array().unwrap();
     let observed = |c: &Value| (c["name"].as_str().unwrap().to_string(), c["observed"].as_str().unwrap().to_string());

@@ -428,6 +428,8 @@ fn without_the_loadgen_the_notes_say_where_your_client_connects_and_how_to_name_
         "chaoslab",
         chart().to_str().unwrap(),
         "--dry-run=client",
+        // helm still looks at the cluster, where another test's release may own the CRD.
+        "--take-ownership",
         "--namespace",
         "shop",
         "--set",
