@@ -232,10 +232,10 @@ impl Lab {
                 let reading = match source {
                     ExternalSource::Urls(urls) => {
                         let replicas: Vec<(String, String)> = urls.iter().map(|u| (u.clone(), u.clone())).collect();
-                        chaoslab_telemetry::scrape_all(http, &parser, &replicas).await
+                        chaoslab_reading::scrape_all(http, &parser, &replicas).await
                     }
                     ExternalSource::Prometheus { url, selector } => {
-                        chaoslab_telemetry::query_prometheus(http, &parser, url, selector.as_deref()).await
+                        chaoslab_reading::query_prometheus(http, &parser, url, selector.as_deref()).await
                     }
                 };
                 if let Some(e) = reading.failed() {

@@ -2,7 +2,7 @@
 //! a selector, or a Prometheus; one reading of them, replica by replica.
 
 use chaoslab_core::{api::ClientSpec, client_metrics::Reader};
-use chaoslab_telemetry::{Reading, query_prometheus, scrape_all};
+use chaoslab_reading::{Reading, query_prometheus, scrape_all};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client, api::ListParams};
 

@@ -205,7 +205,7 @@ async fn scrape_loop(sampler: Arc<Sampler>, http: reqwest::Client, kube: Option<
         }
         let reading = match &source {
             Ok(source) => source.read(&http, kube.as_ref(), &reader).await,
-            Err(e) => chaoslab_telemetry::Reading { errors: vec![e.clone()], ..Default::default() },
+            Err(e) => chaoslab_reading::Reading { errors: vec![e.clone()], ..Default::default() },
         };
         // Values from a Prometheus are as old as its scrape: recorded when taken, once each.
         let at = reading.at.unwrap_or_else(Timestamp::now);

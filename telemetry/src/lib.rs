@@ -4,13 +4,11 @@
 //! chaoslab's other servers share.
 
 mod accept;
-mod client_reading;
 mod endpoint;
 mod fetch;
 mod scenario_metrics;
 
 pub use accept::accept_loop;
-pub use client_reading::{Reading, instant_query, query_prometheus, scrape_all};
 pub use endpoint::{BeforeScrape, Endpoints, serve};
 pub use fetch::{FetchError, METRICS_LIMIT, fetch_metrics};
 pub use scenario_metrics::ScenarioMetrics;

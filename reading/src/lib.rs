@@ -8,7 +8,7 @@ use chaoslab_core::client_metrics::{Reader, Sample, Scrape};
 use futures::future::join_all;
 use jiff::Timestamp;
 
-use crate::{METRICS_LIMIT, fetch_metrics};
+use chaoslab_telemetry::{METRICS_LIMIT, fetch_metrics};
 
 /// A reading: each replica that answered, and what went wrong with the others.
 #[derive(Debug, Default)]
