@@ -336,6 +336,9 @@ fn run_main(args: RunArgs) -> ExitCode {
             Output::Text => print!("{}", summary.to_text()),
             Output::Json => println!("{}", summary.to_json()),
         }
+        for w in &summary.warnings {
+            eprintln!("chaoslab-loadgen: warning: {w}");
+        }
         ExitCode::SUCCESS
     })
 }

@@ -53,6 +53,7 @@ pub mod report;
 pub mod resp;
 pub mod resp_server;
 pub mod router;
+pub mod schedule;
 pub mod window;
 pub mod workload;
 

@@ -6,7 +6,8 @@
 //!   measured from the *scheduled* send time (so a stall shows up as latency, not as a lower rate
 //!   nobody sees: no coordinated omission). At most `concurrency` are in flight; a send due
 //!   beyond that is missed and counted. Timers have millisecond resolution, so sends due within
-//!   the same millisecond go together and latencies include up to ~1 ms of that.
+//!   the same millisecond go together and latencies include up to ~1 ms of that. The schedule
+//!   kept (sent per second, send lag, latency from the actual send) is reported (`schedule.rs`).
 //!
 //! A run ends on [`RunHandle::stop`], after `duration`, or after `requests` operations. Operations
 //! in flight then finish (each within at most two timeouts), and are counted.
@@ -31,6 +32,7 @@ use crate::{
     lock,
     metrics::{Metrics, Outcome},
     report::{LatencySummary, ServerSummary, Snapshot, Summary},
+    schedule::{ScheduleStats, ScheduleSummary},
     workload::Workload,
 };
 
@@ -127,8 +129,10 @@ impl RunHandle {
             failures: totals.counts.failed,
             rejected: totals.counts.rejected,
             retries: self.client.retries(),
-            missed_sends: totals.missed,
+            missed_sends: totals.schedule.as_ref().map_or(0, |s| s.missed),
             ops_per_sec: ops as f64 / secs,
+            warnings: totals.schedule.as_ref().and_then(|s| s.shortfall(self.config.concurrency)).into_iter().collect(),
+            schedule: totals.schedule,
             latency_ms: LatencySummary::from_micros(&totals.hist),
             servers: self.client.snapshot().iter().map(ServerSummary::from).collect(),
         }
@@ -153,12 +157,13 @@ struct Totals {
     elapsed: Duration,
     hist: Histogram<u64>,
     counts: Counts,
-    missed: u64,
+    /// The open model's schedule.
+    schedule: Option<ScheduleSummary>,
 }
 
 impl Totals {
     fn new(elapsed: Duration) -> Self {
-        Self { elapsed, hist: new_histogram(), counts: Counts::default(), missed: 0 }
+        Self { elapsed, hist: new_histogram(), counts: Counts::default(), schedule: None }
     }
 }
 
@@ -315,6 +320,7 @@ impl Shards {
 /// Shared by the open model's in-flight operations.
 struct OpenShared {
     shards: Shards,
+    schedule: ScheduleStats,
     in_flight: AtomicUsize,
 }
 
@@ -326,7 +332,11 @@ async fn open(
     rate: f64,
     seed: u64,
 ) -> Totals {
-    let shared = Arc::new(OpenShared { shards: Shards::new(), in_flight: AtomicUsize::new(0) });
+    let shared = Arc::new(OpenShared {
+        shards: Shards::new(),
+        schedule: ScheduleStats::new(new_histogram),
+        in_flight: AtomicUsize::new(0),
+    });
     let mut rng = fastrand::Rng::with_seed(seed);
     let start = tokio::time::Instant::now();
     let due = |i: u64| start + Duration::from_secs_f64(i as f64 / rate);
@@ -348,10 +358,15 @@ async fn open(
             let (client, workload, shared) = (client.clone(), workload.clone(), shared.clone());
             let op_seed = rng.u64(..);
             tokio::spawn(async move {
+                let sent = Instant::now();
+                shared.schedule.record_lag(sent.saturating_duration_since(scheduled));
                 let mut rng = fastrand::Rng::with_seed(op_seed);
                 let op = workload.next(&mut rng);
                 let r = client.execute(op, workload.value(), &mut rng).await;
                 shared.shards.record(op_seed, &r, scheduled.elapsed());
+                if r.attempts > 0 {
+                    shared.schedule.record_service(sent.elapsed());
+                }
                 shared.in_flight.fetch_sub(1, Relaxed);
             });
         }
@@ -360,12 +375,13 @@ async fn open(
             _ = ctl.cancel.cancelled() => break,
         }
     }
+    let span = start.elapsed();
     // Operations in flight finish within two timeouts (a retry) plus scheduling slack.
     let deadline = Instant::now() + cfg.timeout * 2 + Duration::from_secs(1);
     while shared.in_flight.load(Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut totals = shared.shards.totals();
-    totals.missed = missed;
+    totals.schedule = Some(shared.schedule.summary(rate, i, missed, span));
     totals
 }

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, time::Duration};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::{breaker::State, client::ServerSnapshot};
+use crate::{breaker::State, client::ServerSnapshot, schedule::ScheduleSummary};
 
 /// Live state of a run.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,6 +134,12 @@ pub struct Summary {
     pub ops_per_sec: f64,
     pub latency_ms: LatencySummary,
     pub servers: Vec<ServerSummary>,
+    /// Open model: the schedule kept (sent per second, lag, latency from the actual send).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleSummary>,
+    /// What the run should tell its user, e.g. that it fell short of `--rate` (also on stderr).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Summary {
@@ -154,12 +160,30 @@ impl Summary {
             "ops: {} ({:.0} ops/s)  successes: {}  failures: {}  rejected: {}  retries: {}  missed sends: {}",
             self.ops, self.ops_per_sec, self.successes, self.failures, self.rejected, self.retries, self.missed_sends
         );
-        let l = &self.latency_ms;
-        let _ = writeln!(
-            t,
-            "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}",
-            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
-        );
+        let line = |t: &mut String, what: &str, l: &LatencySummary| {
+            let _ = writeln!(
+                t,
+                "{what}: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}",
+                l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+            );
+        };
+        match &self.schedule {
+            None => line(&mut t, "latency ms", &self.latency_ms),
+            Some(s) => {
+                let _ = writeln!(
+                    t,
+                    "schedule: {} due, {} sent ({:.0} ops/s, {:.1}% of the rate), {} missed",
+                    s.due,
+                    s.sent,
+                    s.sent_per_sec,
+                    s.achieved * 100.0,
+                    s.missed
+                );
+                line(&mut t, "latency ms from the scheduled send", &self.latency_ms);
+                line(&mut t, "latency ms from the actual send", &s.service_ms);
+                line(&mut t, "send lag ms", &s.lag_ms);
+            }
+        }
         let _ = writeln!(
             t,
             "{:<12} {:<22} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}  breaker",
@@ -248,6 +272,8 @@ mod tests {
             ops_per_sec: 1.0,
             latency_ms: LatencySummary { p50: 1.0, p90: 1.0, p99: 1.0, p999: 1.0, max: 1.0, mean: 1.0 },
             servers: vec![ServerSummary::from(&server("server-0", State::Closed, 1, 0))],
+            schedule: None,
+            warnings: vec![],
         };
         let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         for k in ["p50", "p90", "p99", "max"] {

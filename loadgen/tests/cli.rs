@@ -123,3 +123,34 @@ fn a_busy_metrics_port_is_reported_before_any_load() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--metrics-addr") && !stderr.contains("unreachable"), "{stderr}");
 }
+
+/// The open model over the built-in server: its JSON summary and stderr.
+fn open_run(rate: &str, concurrency: &str) -> (serde_json::Value, String) {
+    let server = serve();
+    let out = Command::new(BIN)
+        .args(["--targets", &server.1, "--rate", rate, "--concurrency", concurrency, "--duration", "2s"])
+        .args(["--max-procs", "1", "--metrics-addr", "off", "--progress-interval", "0", "--output", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).expect("JSON on stdout"), stderr)
+}
+
+#[test]
+fn the_open_model_reports_its_schedule_and_says_when_it_falls_short_of_the_rate() {
+    // Kept: every due send sent, latency from the schedule never below latency from the send.
+    let (v, stderr) = open_run("500", "16");
+    let s = &v["schedule"];
+    assert!(s["achieved"].as_f64().unwrap() >= 0.99, "{s}");
+    assert_eq!(s["missed"], 0);
+    assert!(v["latency_ms"]["p50"].as_f64().unwrap() >= s["service_ms"]["p50"].as_f64().unwrap(), "{v}");
+    assert!(v.get("warnings").is_none() && !stderr.contains("warning"), "{stderr}");
+    // One in flight at a time cannot keep 20,000 sends a second (sends come due a millisecond's
+    // worth at once): the shortfall is reported, in the summary and on stderr.
+    let (v, stderr) = open_run("20000", "1");
+    let s = &v["schedule"];
+    assert!(s["achieved"].as_f64().unwrap() < 0.99 && s["missed"].as_u64().unwrap() > 0, "{s}");
+    assert!(v["warnings"][0].as_str().unwrap().contains("raise --concurrency"), "{v}");
+    assert!(stderr.contains("warning: sent"), "{stderr}");
+}
