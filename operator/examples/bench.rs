@@ -47,10 +47,11 @@ async fn watch(pid: u32, d: Duration) -> (f64, f64) {
     (ticks / 100.0 / d.as_secs_f64() * 100.0, peak)
 }
 
-/// A quantile from a Prometheus histogram's cumulative buckets (linear within a bucket).
-fn quantile(metrics: &str, family: &str, q: f64) -> Option<f64> {
+/// A quantile from a Prometheus histogram's cumulative buckets (linear within a bucket), over its
+/// series whose line contains `matching` (e.g. `call="event"`; "" for all).
+fn quantile(metrics: &str, family: &str, matching: &str, q: f64) -> Option<f64> {
     let mut buckets: Vec<(f64, f64)> = Vec::new();
-    for line in metrics.lines().filter(|l| l.starts_with(&format!("{family}_bucket"))) {
+    for line in metrics.lines().filter(|l| l.starts_with(&format!("{family}_bucket")) && l.contains(matching)) {
         let le = line.split("le=\"").nth(1)?.split('"').next()?;
         let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
         let count: f64 = line.rsplit(' ').next()?.parse().ok()?;
@@ -79,10 +80,10 @@ fn quantile(metrics: &str, family: &str, q: f64) -> Option<f64> {
     None
 }
 
-fn count(metrics: &str, family: &str) -> f64 {
+fn count(metrics: &str, family: &str, matching: &str) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with(&format!("{family}_count")))
+        .filter(|l| l.starts_with(&format!("{family}_count")) && l.contains(matching))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -164,14 +165,25 @@ async fn main() {
     println!("  running: CPU {:.1}% of a core (8 s window), peak RSS {:.1} MiB", busy.0, busy.1);
     println!(
         "  phase transitions: {} measured; lateness p50 {}, p99 {} (from histogram buckets)",
-        count(&metrics, late),
-        ms(quantile(&metrics, late, 0.5)),
-        ms(quantile(&metrics, late, 0.99))
+        count(&metrics, late, ""),
+        ms(quantile(&metrics, late, "", 0.5)),
+        ms(quantile(&metrics, late, "", 0.99))
     );
     println!(
         "  reconciles: {}; duration p50 {}, p99 {}",
-        count(&metrics, rec),
-        ms(quantile(&metrics, rec, 0.5)),
-        ms(quantile(&metrics, rec, 0.99))
+        count(&metrics, rec, ""),
+        ms(quantile(&metrics, rec, "", 0.5)),
+        ms(quantile(&metrics, rec, "", 0.99))
     );
+    // Where a reconcile's time goes: what it waits on, by call.
+    let calls = "chaoslab_operator_call_duration_seconds";
+    for call in ["resolve_targets", "toxiproxy_converge", "status_patch", "event"] {
+        let matching = format!("call=\"{call}\"");
+        println!(
+            "    {call:<18} {:>6} calls; p50 {}, p99 {}",
+            count(&metrics, calls, &matching),
+            ms(quantile(&metrics, calls, &matching, 0.5)),
+            ms(quantile(&metrics, calls, &matching, 0.99))
+        );
+    }
 }
