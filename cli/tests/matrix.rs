@@ -137,7 +137,10 @@ fn run_pair(scenario: &'static str, client: Option<&'static str>, expect: Expect
     // Its own loopback address per pair: parallel pairs never meet each other's listeners.
     let ip = loopback_ip();
     let listen: Vec<String> = (0..3).map(|_| format!("{ip}:{}", free_port())).collect();
-    let metrics = format!("127.0.0.1:{}", free_port());
+    // On the pair's own address too: outgoing connections to the proxies take their source ports
+    // on 127.0.0.1, where a port free a moment ago may then be in use (seen in CI: the client
+    // could not listen, and the lab waited for its metrics in vain).
+    let metrics = format!("{ip}:{}", free_port());
     let dir = ScratchDir::new("matrix");
     let mut lab = Command::new(env!("CARGO_BIN_EXE_chaoslab"));
     lab.args(["run", scenario])

@@ -75,7 +75,7 @@ fn a_resilience4j_client_passes_both_multi_failure_scenarios() {
     // Once through the preset, once through the same mapping from a file (the README's example).
     for (scenario, mapping) in [(LATENCY, ["--client-preset", "resilience4j"]), (LOSS, ["--client-mapping", MAPPING])] {
         let dir = ScratchDir::new("own-r4j");
-        let metrics = format!("127.0.0.1:{}", free_port());
+        let metrics = format!("{}:{}", loopback_ip(), free_port());
         let url = format!("http://{metrics}/metrics");
         let flags = [&["--client-metrics", &url, "--server-labels", R4J_LABELS][..], &mapping[..]].concat();
         let (lab, listen) = lab(scenario, dir.path(), &flags);
@@ -104,7 +104,7 @@ fn the_same_client_with_breakers_that_never_trip_fails() {
     // METRICS_ONLY: every breaker records every call and never changes state, as a client whose
     // breakers are switched off by configuration. (DISABLED would record nothing at all.)
     let dir = ScratchDir::new("own-r4j-off");
-    let metrics = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("{}:{}", loopback_ip(), free_port());
     let url = format!("http://{metrics}/metrics");
     let flags = ["--client-metrics", &url, "--client-preset", "resilience4j", "--server-labels", R4J_LABELS];
     let (lab, listen) = lab(LOSS, dir.path(), &flags);
@@ -246,7 +246,7 @@ fn a_client_that_cannot_be_read_is_told_why() {
     assert!(stderr.contains(&format!("scraping {nobody}")), "{stderr}");
     // Answering, but with nothing the mapping reads: chaoslab's own loadgen read as resilience4j.
     let dir = ScratchDir::new("own-mismatch");
-    let metrics = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("{}:{}", loopback_ip(), free_port());
     let (lab, listen) = lab(
         LOSS,
         dir.path(),
