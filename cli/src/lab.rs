@@ -12,6 +12,7 @@ use chaoslab_core::{
 };
 use chaoslab_faultproxy::FaultProxy;
 use chaoslab_loadgen::{Config, LoadGenerator, RunHandle, Target};
+use chaoslab_reading::Source;
 use chaoslab_telemetry::ScenarioMetrics;
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use clap::ValueEnum;
@@ -58,23 +59,7 @@ pub enum ClientOptions {
     BuiltIn { concurrency: u32 },
     /// A client of the user's own, pointed at the proxies, read from `source` through `reader`
     /// (its mapping and server labels).
-    External { source: ExternalSource, reader: Box<Reader> },
-}
-
-/// Where a client of the user's own is read: its replicas' metrics URLs, or a Prometheus.
-#[derive(Clone, Debug)]
-pub enum ExternalSource {
-    Urls(Vec<String>),
-    Prometheus { url: String, selector: Option<String> },
-}
-
-impl std::fmt::Display for ExternalSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Urls(urls) => write!(f, "{}", urls.join(", ")),
-            Self::Prometheus { url, .. } => write!(f, "Prometheus {url}"),
-        }
-    }
+    External { source: Source, reader: Box<Reader> },
 }
 
 /// The client under test, as the experiment reads it.
@@ -82,7 +67,7 @@ pub enum Client {
     BuiltIn(Box<RunHandle>),
     /// The reader keeps the replicas' counters between readings (restarts, departures).
     External {
-        source: ExternalSource,
+        source: Source,
         reader: Box<Mutex<Reader>>,
         http: reqwest::Client,
     },
@@ -229,15 +214,7 @@ impl Lab {
             }
             Client::External { source, reader, http } => {
                 let parser = reader.lock().expect("reader").clone();
-                let reading = match source {
-                    ExternalSource::Urls(urls) => {
-                        let replicas: Vec<(String, String)> = urls.iter().map(|u| (u.clone(), u.clone())).collect();
-                        chaoslab_reading::scrape_all(http, &parser, &replicas).await
-                    }
-                    ExternalSource::Prometheus { url, selector } => {
-                        chaoslab_reading::query_prometheus(http, &parser, url, selector.as_deref()).await
-                    }
-                };
+                let reading = source.read(http, &parser).await;
                 if let Some(e) = reading.failed() {
                     bail!(e);
                 }

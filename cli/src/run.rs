@@ -10,12 +10,13 @@ use chaoslab_core::{
     duration::PhaseDuration,
     verification::next_check,
 };
+use chaoslab_reading::Source;
 use clap::Args;
 use jiff::Timestamp;
 
 use crate::{
     experiment::Experiment,
-    lab::{self, BackendKind, Client, ClientOptions, ExternalSource, Lab, LabOptions},
+    lab::{self, BackendKind, Client, ClientOptions, Lab, LabOptions},
     progress,
     report::{self, PhaseLengths, Report},
 };
@@ -173,8 +174,8 @@ fn server_label(s: &str) -> Result<(String, String), String> {
 /// metrics URLs or a Prometheus with a preset or a mapping file.
 fn client_options(args: &RunArgs) -> Result<ClientOptions, String> {
     let source = match (&args.client_metrics, &args.client_prometheus) {
-        (Some(urls), _) => ExternalSource::Urls(urls.clone()),
-        (None, Some(url)) => ExternalSource::Prometheus { url: url.clone(), selector: args.client_selector.clone() },
+        (Some(urls), _) => Source::Urls(urls.clone()),
+        (None, Some(url)) => Source::Prometheus { url: url.clone(), selector: args.client_selector.clone() },
         (None, None) => return Ok(ClientOptions::BuiltIn { concurrency: args.concurrency }),
     };
     let mapping = match &args.client_mapping {

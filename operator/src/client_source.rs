@@ -2,7 +2,7 @@
 //! a selector, or a Prometheus; one reading of them, replica by replica.
 
 use chaoslab_core::{api::ClientSpec, client_metrics::Reader};
-use chaoslab_reading::{Reading, query_prometheus, scrape_all};
+use chaoslab_reading::{Reading, scrape_all};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client, api::ListParams};
 
@@ -10,16 +10,21 @@ use crate::targets::{label_query, pod_url};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
-    Url(String),
-    Pods { ns: String, selector: String, port: i32, path: String },
-    Prometheus { url: String, selector: Option<String> },
+    /// metricsUrl or prometheus: read as `chaoslab run` reads them.
+    Direct(chaoslab_reading::Source),
+    Pods {
+        ns: String,
+        selector: String,
+        port: i32,
+        path: String,
+    },
 }
 
 impl Source {
     /// The source of a scenario in namespace `ns`; the apiserver's rules make exactly one be set.
     pub fn of(ns: &str, client: &ClientSpec) -> Result<Self, String> {
         if let Some(url) = &client.metrics_url {
-            return Ok(Self::Url(url.clone()));
+            return Ok(Self::Direct(chaoslab_reading::Source::Urls(vec![url.clone()])));
         }
         if let Some(sel) = &client.pod_selector {
             return Ok(Self::Pods {
@@ -30,14 +35,15 @@ impl Source {
             });
         }
         if let Some(p) = &client.prometheus {
-            return Ok(Self::Prometheus { url: p.url.clone(), selector: p.selector.clone() });
+            let (url, selector) = (p.url.clone(), p.selector.clone());
+            return Ok(Self::Direct(chaoslab_reading::Source::Prometheus { url, selector }));
         }
         Err("spec.client sets none of metricsUrl, podSelector, prometheus".into())
     }
 
     pub async fn read(&self, http: &reqwest::Client, kube: Option<&Client>, reader: &Reader) -> Reading {
         match self {
-            Self::Url(url) => scrape_all(http, reader, &[(url.clone(), url.clone())]).await,
+            Self::Direct(source) => source.read(http, reader).await,
             Self::Pods { ns, selector, port, path } => {
                 let Some(kube) = kube else { return failed("no Kubernetes client to list the client's pods".into()) };
                 match ready_pods(kube, ns, selector).await {
@@ -54,7 +60,6 @@ impl Source {
                     Err(e) => failed(e),
                 }
             }
-            Self::Prometheus { url, selector } => query_prometheus(http, reader, url, selector.as_deref()).await,
         }
     }
 }

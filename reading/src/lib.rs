@@ -27,6 +27,36 @@ impl Reading {
     }
 }
 
+/// Where a client's metrics are read without Kubernetes: one URL per replica, or a Prometheus that
+/// scrapes them. (The operator adds the pods of a selector, which it resolves to URLs.)
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    Urls(Vec<String>),
+    Prometheus { url: String, selector: Option<String> },
+}
+
+impl Source {
+    /// One reading; each URL is its own replica, named by the URL.
+    pub async fn read(&self, http: &reqwest::Client, reader: &Reader) -> Reading {
+        match self {
+            Self::Urls(urls) => {
+                let replicas: Vec<(String, String)> = urls.iter().map(|u| (u.clone(), u.clone())).collect();
+                scrape_all(http, reader, &replicas).await
+            }
+            Self::Prometheus { url, selector } => query_prometheus(http, reader, url, selector.as_deref()).await,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Urls(urls) => write!(f, "{}", urls.join(", ")),
+            Self::Prometheus { url, .. } => write!(f, "Prometheus {url}"),
+        }
+    }
+}
+
 /// Scrapes every `(replica, url)` at once, each bounded by the client's timeout and METRICS_LIMIT.
 pub async fn scrape_all(http: &reqwest::Client, reader: &Reader, replicas: &[(String, String)]) -> Reading {
     let results = join_all(replicas.iter().map(|(_, url)| async move {
