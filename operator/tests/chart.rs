@@ -16,8 +16,8 @@ use std::{
 
 use chaoslab_core::api::{ChaosScenario, Phase};
 use chaoslab_testenv::{
-    ControlPlane, Managed, RedisServer, ScratchDir, ToxiproxyServer, free_port, helm_bin, loopback_ip, namespace,
-    prometheus_bin, ready_pod, repo_root, run_pod, tool_version, workspace_bin,
+    ControlPlane, Managed, Prometheus, RedisServer, ScratchDir, ToxiproxyServer, free_port, helm_bin, loopback_ip,
+    namespace, ready_pod, repo_root, run_pod, tool_version, workspace_bin,
 };
 use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
 use k8s_openapi::{
@@ -236,18 +236,14 @@ async fn the_bundled_prometheus_finds_and_scrapes_the_operator_and_the_loadgen()
         run_pod(&client, &ns, serde_json::from_value(pod).unwrap(), &ip.to_string()).await;
     }
 
-    let port = free_port();
-    let mut cmd = Command::new(prometheus_bin());
-    cmd.arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-    let prometheus = Managed::spawn(&format!("prometheus-{ns}"), cmd);
+    let prometheus = Prometheus::configured(dir.path(), &ns);
+    let api = &format!("{}/api/v1/query", prometheus.url);
     chaoslab_toxiproxy::install_crypto_provider();
     let http = reqwest::Client::new();
     let query = |q: String| {
         let http = http.clone();
         async move {
-            let mut url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/api/v1/query")).unwrap();
+            let mut url = reqwest::Url::parse(api).unwrap();
             url.query_pairs_mut().append_pair("query", &q);
             let r = http.get(url).send().await.ok()?;
             r.json::<Value>().await.ok().map(|v| v["data"]["result"].as_array().cloned().unwrap_or_default())
@@ -259,7 +255,7 @@ async fn the_bundled_prometheus_finds_and_scrapes_the_operator_and_the_loadgen()
         if up.len() == 2 {
             break up;
         }
-        assert!(t0.elapsed() < Duration::from_secs(40), "scraped so far: {up:?}\n{}", prometheus.log_tail());
+        assert!(t0.elapsed() < Duration::from_secs(40), "scraped so far: {up:?}\n{}", prometheus.process.log_tail());
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let mut pods: Vec<&str> = up.iter().map(|s| s["metric"]["pod"].as_str().unwrap()).collect();

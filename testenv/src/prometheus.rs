@@ -19,12 +19,17 @@ impl Prometheus {
             quoted.join(", ")
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        Self::configured(dir, job)
+    }
+
+    /// Runs with `dir/prometheus.yml` as its configuration and its data in `dir`; `name` names its log.
+    pub fn configured(dir: &Path, name: &str) -> Self {
         let port = free_port();
         let mut cmd = Command::new(prometheus_bin());
         cmd.arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-        let process = Managed::spawn(&format!("prometheus-{job}-{port}"), cmd);
+        let process = Managed::spawn(&format!("prometheus-{name}-{port}"), cmd);
         assert!(wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(20)), "{}", process.log_tail());
         Self { process, url: format!("http://127.0.0.1:{port}") }
     }
