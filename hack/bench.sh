@@ -5,7 +5,8 @@
 # closed model). Writes docs/benchmarks.md with the machine, the date and the command; prints it too.
 # Figures only: nothing here asserts or gates CI.
 #   bash hack/bench.sh           # short: about 4 minutes on two cores
-#   bash hack/bench.sh --long    # the sizes the issues quote: 500 scenarios, 200,000 requests, 3 rounds
+#   bash hack/bench.sh --long    # the sizes the issues quote: 500 scenarios (and 5,000 finished),
+#                                # 200,000 requests, 3 rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 long=false
@@ -15,10 +16,10 @@ case "${1:-}" in
   *) echo "usage: bash hack/bench.sh [--long]" >&2; exit 2 ;;
 esac
 if $long; then
-  export SCENARIOS=${SCENARIOS:-500} ROUNDS=${ROUNDS:-3} N=${N:-200000}
+  export SCENARIOS=${SCENARIOS:-500} FINISHED=${FINISHED:-5000} ROUNDS=${ROUNDS:-3} N=${N:-200000}
   rates=(20000 50000); secs=10
 else
-  export SCENARIOS=${SCENARIOS:-50} ROUNDS=${ROUNDS:-1} N=${N:-50000}
+  export SCENARIOS=${SCENARIOS:-50} FINISHED=${FINISHED:-500} ROUNDS=${ROUNDS:-1} N=${N:-50000}
   rates=(20000 50000); secs=5
 fi
 bash hack/install-deps.sh >/dev/null
@@ -29,8 +30,10 @@ section() { echo "== $1" >&2; }
 
 section "operator ($SCENARIOS scenarios)"
 bash hack/bench-operator.sh >"$out/operator.txt" 2>"$out/operator.err" || { cat "$out/operator.err" >&2; exit 1; }
-section "fault proxy (N=$N)"
-bash hack/bench-faultproxy.sh >"$out/faultproxy.txt" 2>"$out/faultproxy.err" || { cat "$out/faultproxy.err" >&2; exit 1; }
+for c in 50 1000; do
+  section "fault proxy (N=$N, C=$c)"
+  C=$c bash hack/bench-faultproxy.sh >>"$out/faultproxy.txt" 2>"$out/faultproxy.err" || { cat "$out/faultproxy.err" >&2; exit 1; }
+done
 section "loadgen vs redis-benchmark (N=$N)"
 bash hack/bench-loadgen.sh >"$out/loadgen.txt" 2>"$out/loadgen.err" || { cat "$out/loadgen.err" >&2; exit 1; }
 
@@ -59,10 +62,10 @@ mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
   echo "Machine: $(nproc) cores ($cpu), $mem, $(uname -sr). Figures only: each sits beside the"
   echo "anchor measured in the same run (toxiproxy-server, a direct connection, redis-benchmark, the"
   echo "closed model); nothing here gates CI. Each benchmark's own source says what it measures:"
-  echo "\`operator/examples/bench.rs\`, \`faultproxy/examples/bench_faultproxy.rs\`,"
+  echo "\`operator/examples/bench/main.rs\`, \`faultproxy/examples/bench_faultproxy.rs\`,"
   echo "\`loadgen/examples/bench_loadgen.rs\`."
-  for part in "operator:Operator: phase lateness, reconcile time, memory (SCENARIOS=$SCENARIOS, ROUNDS=$ROUNDS)" \
-              "faultproxy:Fault proxy beside toxiproxy-server and a direct connection (N=$N)" \
+  for part in "operator:Operator: phase lateness, reconcile time, memory (SCENARIOS=$SCENARIOS, FINISHED=$FINISHED)" \
+              "faultproxy:Fault proxy beside toxiproxy-server and a direct connection (N=$N; 50, then 1,000 connections)" \
               "loadgen:Loadgen beside redis-benchmark (N=$N)" \
               "open:Loadgen open model beside the closed model (${secs} s each, local redis-server)"; do
     echo

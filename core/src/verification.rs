@@ -134,7 +134,7 @@ pub fn next_check(
     let left = Duration::try_from(deadline.duration_since(now)).unwrap_or_default();
     let last = Duration::from_millis(100);
     if !Phase::TIMED.contains(&phase) || left <= last + Duration::from_millis(50) {
-        left + Duration::from_millis(20)
+        left + Duration::from_millis(5)
     } else {
         interval.min(left - last)
     }
@@ -230,8 +230,8 @@ mod tests {
         let near = at(10) - SignedDuration::from_millis(700);
         assert_eq!(next_check(Phase::Testing, at(10), near, s), Duration::from_millis(600));
         let last = at(10) - SignedDuration::from_millis(100);
-        assert_eq!(next_check(Phase::Testing, at(10), last, s), Duration::from_millis(120));
-        assert_eq!(next_check(Phase::Pending, at(10), at(5), s), Duration::from_millis(5020));
+        assert_eq!(next_check(Phase::Testing, at(10), last, s), Duration::from_millis(105));
+        assert_eq!(next_check(Phase::Pending, at(10), at(5), s), Duration::from_millis(5005));
     }
 
     #[test]

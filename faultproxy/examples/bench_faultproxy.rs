@@ -5,11 +5,18 @@
 //! as `chaoslab proxy`, the binary built next to this example), and redis-benchmark driving direct /
 //! via toxiproxy-server / via the fault proxy, interleaved for ROUNDS rounds (medians reported).
 //!
+//! Then, with LATENCY_MS > 0 (default 50), a latency toxic of that many ms (downstream) on both
+//! proxies and one more GET run each: how far the delay added is from the toxic's (p50/p99, against
+//! the direct run's latency) and the memory each of the C connections costs the proxy process
+//! (peak RSS during the run minus RSS before it, over C).
+//!
 //! Env: N (requests per run, default 200000), C (concurrency, 50), TESTS (redis-benchmark -t,
-//! get,set), ROUNDS (3); the binaries REDIS_SERVER, REDIS_BENCHMARK and TOXIPROXY_SERVER.
+//! get,set), ROUNDS (3), LATENCY_MS (50; 0 skips); the binaries REDIS_SERVER, REDIS_BENCHMARK and
+//! TOXIPROXY_SERVER.
 
 use std::{collections::BTreeMap, net::SocketAddr, process::Command, str::FromStr, time::Duration};
 
+use chaoslab_core::toxic::{Stream, Toxic, ToxicType};
 use chaoslab_testenv::{
     BenchmarkRow, Managed, RedisServer, ToxiproxyServer, free_port, redis_benchmark, wait_for_port, workspace_bin,
 };
@@ -24,6 +31,7 @@ struct Settings {
     concurrency: u32,
     tests: String,
     rounds: usize,
+    latency_ms: i64,
 }
 
 impl Settings {
@@ -33,6 +41,7 @@ impl Settings {
             concurrency: env_or("C", 50),
             tests: env_or("TESTS", "get,set".to_string()),
             rounds: env_or("ROUNDS", 3),
+            latency_ms: env_or("LATENCY_MS", 50),
         }
     }
 
@@ -76,8 +85,7 @@ fn proxy_to(admin: &str, upstream: &str) -> u16 {
         upstream: upstream.into(),
         enabled: None,
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let created = rt.block_on(async { Client::new(admin)?.create_proxy(&proxy).await });
+    let created = block_on(async { Client::new(admin)?.create_proxy(&proxy).await });
     created.unwrap_or_else(|e| panic!("creating a proxy on {admin}: {e}"));
     port
 }
@@ -133,11 +141,79 @@ fn report(results: &Results, s: &Settings) {
     }
 }
 
+fn block_on<T>(f: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
+    line.split_whitespace().nth(1).and_then(|k| k.parse().ok()).unwrap_or(0.0)
+}
+
+/// Runs `work` while sampling `pid`'s RSS every 20 ms; the peak (KiB) beside its result.
+fn peak_rss_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, f64) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut peak: f64 = 0.0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        }
+    });
+    let out = work();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0.0);
+    (out, peak)
+}
+
+/// A latency toxic on each proxy (`(via, admin URL, proxy port, pid)`), then one GET run through
+/// each: the delay's error against the toxic and the proxy's memory per connection.
+fn latency_section(s: &Settings, direct: (f64, f64), proxies: &[(&str, String, u16, u32)]) {
+    let toxic = Toxic {
+        name: "bench-latency".into(),
+        kind: ToxicType::Latency,
+        stream: Stream::Downstream,
+        toxicity: 1.0,
+        attributes: [("latency".to_string(), s.latency_ms), ("jitter".to_string(), 0)].into(),
+    };
+    let args = ["-c".into(), s.concurrency.to_string(), "-n".into(), s.requests.to_string(), "-t".into(), "get".into()];
+    println!(
+        "\nlatency toxic {} ms downstream, redis-benchmark -c {} -n {} -t get (direct: p50 {:.3} ms, p99 {:.3} ms)",
+        s.latency_ms, s.concurrency, s.requests, direct.0, direct.1
+    );
+    println!(
+        "{:<11} {:>9} {:>9} {:>14} {:>14} {:>11} {:>11} {:>13}",
+        "via", "p50_ms", "p99_ms", "p50_error_ms", "p99_error_ms", "rss_idle", "rss_peak", "KiB/conn"
+    );
+    for (via, admin, port, pid) in proxies {
+        block_on(async { Client::new(admin)?.create_toxic("redis", &toxic).await })
+            .unwrap_or_else(|e| panic!("latency toxic on {via}: {e}"));
+        let idle = rss_kib(*pid);
+        let (rows, peak) = peak_rss_during(*pid, || run_benchmark(*port, &args));
+        let row = rows.first().unwrap_or_else(|| panic!("no GET row through {via}"));
+        let want = s.latency_ms as f64;
+        let (e50, e99) = (row.p50_ms - direct.0 - want, row.p99_ms - direct.1 - want);
+        let per_conn = (peak - idle) / f64::from(s.concurrency);
+        println!(
+            "{via:<11} {:>9.3} {:>9.3} {e50:>14.3} {e99:>14.3} {:>7.1} MiB {:>7.1} MiB {per_conn:>13.1}",
+            row.p50_ms,
+            row.p99_ms,
+            idle / 1024.0,
+            peak / 1024.0
+        );
+    }
+}
+
 fn main() {
     let s = Settings::from_env();
     let redis = RedisServer::start();
     let toxiproxy = ToxiproxyServer::start();
-    let (_faultproxy, faultproxy_url) = start_faultproxy();
+    let (faultproxy, faultproxy_url) = start_faultproxy();
     let ports = [redis.port, proxy_to(&toxiproxy.url(), &redis.addr()), proxy_to(&faultproxy_url, &redis.addr())];
     eprintln!("warming up...");
     for port in ports {
@@ -151,4 +227,16 @@ fn main() {
         }
     }
     report(&results, &s);
+    if s.latency_ms > 0 {
+        let get = "GET".to_string();
+        let direct = results
+            .0
+            .get(&get)
+            .map_or((0.0, 0.0), |_| (results.median(&get, "direct", P50), results.median(&get, "direct", P99)));
+        let proxies = [
+            ("toxiproxy", toxiproxy.url(), ports[1], toxiproxy.process.pid()),
+            ("faultproxy", faultproxy_url.clone(), ports[2], faultproxy.pid()),
+        ];
+        latency_section(&s, direct, &proxies);
+    }
 }

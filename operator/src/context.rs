@@ -31,6 +31,8 @@ pub struct Config {
 pub struct Context {
     pub client: Client,
     pub config: Config,
+    /// One HTTP client for every Toxiproxy (see `chaoslab_toxiproxy::Client::http`).
+    pub toxiproxy_http: reqwest::Client,
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub samplers: Samplers,

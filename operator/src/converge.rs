@@ -42,7 +42,7 @@ pub fn release_all(record: &[TargetStatus], current: usize, owner: &str) -> Vec<
 }
 
 fn toxiproxy(ctx: &Context, url: &str) -> Result<Toxiproxy, chaoslab_toxiproxy::Error> {
-    Toxiproxy::with_policy(url, ctx.config.toxiproxy_policy)
+    Toxiproxy::sharing(url, ctx.config.toxiproxy_policy, ctx.toxiproxy_http.clone())
 }
 
 /// The record after one round of calls, what stood in the way, and what each check of a current

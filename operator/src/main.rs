@@ -91,6 +91,8 @@ fn main() -> ExitCode {
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
                 )
+                // Colours only on a terminal: `kubectl logs` showed the escape codes.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .init();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(args.max_procs.into())

@@ -3,6 +3,10 @@
 use chaoslab_telemetry::ScenarioMetrics;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
+/// Seconds; fine around 100 ms, what the operator aims to keep a phase change and a reconcile under.
+const DURATION_BUCKETS: [f64; 17] =
+    [0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0];
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
@@ -66,7 +70,7 @@ impl Default for Metrics {
         .unwrap();
         let reconcile_duration = Histogram::with_opts(
             HistogramOpts::new("chaoslab_operator_reconcile_duration_seconds", "Reconcile duration")
-                .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]),
+                .buckets(DURATION_BUCKETS.to_vec()),
         )
         .unwrap();
         let toxiproxy_converges = IntCounterVec::new(
@@ -82,7 +86,7 @@ impl Default for Metrics {
                 "chaoslab_operator_phase_transition_lateness_seconds",
                 "Time from a planned phase boundary to the reconcile that applied it",
             )
-            .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
+            .buckets(DURATION_BUCKETS.to_vec()),
             &["phase"],
         )
         .unwrap();
@@ -101,7 +105,7 @@ impl Default for Metrics {
                 "chaoslab_operator_call_duration_seconds",
                 "Time a reconcile spent waiting on each kind of call (resolve_targets, toxiproxy_converge, status_patch, event)",
             )
-            .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]),
+            .buckets(DURATION_BUCKETS.to_vec()),
             &["call"],
         )
         .unwrap();

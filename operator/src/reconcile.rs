@@ -85,7 +85,9 @@ async fn resolve_targets(ctx: &Context, obj: &ChaosScenario) -> Result<Vec<Targe
     targets::resolve(&ctx.client, obj).await
 }
 
-async fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &str, note: String) {
+/// Publishes an Event without waiting for it: nothing a reconcile decides depends on it, and at a
+/// shared boundary hundreds of them queue at the apiserver behind the status writes.
+fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &str, note: String) {
     let ev = kube::runtime::events::Event {
         type_,
         reason: reason.into(),
@@ -93,10 +95,14 @@ async fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &st
         action: "Reconcile".into(),
         secondary: None,
     };
-    let _timer = ctx.metrics.time(Call::Event);
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::warn!(scenario = %scenario_key(obj), "cannot publish event: {e}");
-    }
+    let (recorder, reference, key) = (ctx.recorder.clone(), obj.object_ref(&()), scenario_key(obj));
+    let timer = ctx.metrics.time(Call::Event);
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            tracing::warn!(scenario = %key, "cannot publish event: {e}");
+        }
+        drop(timer);
+    });
 }
 
 /// Writes `status` if it differs, with an Event and metrics when the phase changed.
@@ -117,7 +123,7 @@ async fn commit(
             let kind = if phase == Phase::Failed { EventType::Warning } else { EventType::Normal };
             let note = new.message.clone().unwrap_or_default();
             tracing::info!(scenario = %key, phase = phase.as_str(), "{note}");
-            event(ctx, obj, kind, phase.as_str(), note).await;
+            event(ctx, obj, kind, phase.as_str(), note);
         }
     }
     for t in &new.targets {
@@ -133,6 +139,12 @@ async fn commit(
 fn leftover_retry(ended: Option<Timestamp>, now: Timestamp) -> Duration {
     let since = ended.map(|e| now.duration_since(e).unsigned_abs()).unwrap_or_default();
     (since / 4).clamp(Duration::from_secs(10), Duration::from_secs(300))
+}
+
+/// What a run that has ended waits for: nothing more once its faults are proven removed, else the
+/// next try at removing them. Its own status write does not wake it (see `controller.rs`).
+fn after_end(settled: bool, ended: Option<Timestamp>, now: Timestamp) -> Action {
+    if settled { Action::await_change() } else { Action::requeue(leftover_retry(ended, now)) }
 }
 
 fn messages(problems: &[Problem]) -> String {
@@ -178,7 +190,7 @@ async fn fail(
     };
     let settled = record::settled(&new.targets);
     commit(ctx, obj, old, new).await?;
-    Ok(if settled { Action::await_change() } else { Action::requeue(leftover_retry(Some(now), now)) })
+    Ok(after_end(settled, Some(now), now))
 }
 
 /// A finished run: retries releasing the proxies that may still hold its faults, until none does.
@@ -193,13 +205,13 @@ async fn settle(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus) -
     let (record, errors) = (done.record, done.problems);
     let settled = record::settled(&record);
     if settled {
-        event(ctx, obj, EventType::Normal, "FaultsRemoved", "the faults left on the targets are removed".into()).await;
+        event(ctx, obj, EventType::Normal, "FaultsRemoved", "the faults left on the targets are removed".into());
     } else {
         tracing::warn!(scenario = %scenario_key(obj), "faults left on the targets: {}", messages(&errors));
     }
     commit(ctx, obj, old, ChaosScenarioStatus { targets: record, ..old.clone() }).await?;
     let ended = old.completed_at.as_ref().map(|t| t.0);
-    Ok(if settled { Action::await_change() } else { Action::requeue(leftover_retry(ended, Timestamp::now())) })
+    Ok(after_end(settled, ended, Timestamp::now()))
 }
 
 fn ns(obj: &ChaosScenario) -> String {
@@ -325,13 +337,16 @@ fn sampler_of(
     }
 }
 
-/// How late a phase change is applied, against its planned boundary (a metric).
-fn observe_lateness(ctx: &Context, old: Option<Phase>, plan: &Plan, phase: Phase, now: Timestamp) {
+/// How late a phase change is applied, against its planned boundary: a metric, and a debug line
+/// per scenario (target `chaoslab_operator::lateness`).
+fn observe_lateness(ctx: &Context, obj: &ChaosScenario, old: Option<Phase>, plan: &Plan, phase: Phase, now: Timestamp) {
     if old.is_some_and(|p| p != phase && (p == Phase::Pending || Phase::TIMED.contains(&p)))
         && let Some(boundary) = plan.starts(phase)
     {
         let late = now.duration_since(boundary).as_secs_f64().max(0.0);
         ctx.metrics.phase_transition_lateness.with_label_values(&[phase.as_str()]).observe(late);
+        tracing::debug!(target: "chaoslab_operator::lateness", scenario = %scenario_key(obj), phase = phase.as_str(),
+            late_ms = late * 1e3, "phase change applied");
     }
 }
 
@@ -417,7 +432,7 @@ async fn wait(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, p: 
     ctx.metrics.errors.with_label_values(&[p.kind.metric_label()]).inc();
     let message = format!("waiting: {}", p.message);
     if old.message.as_deref() != Some(message.as_str()) {
-        event(ctx, obj, EventType::Warning, p.kind.reason(), p.message.clone()).await;
+        event(ctx, obj, EventType::Warning, p.kind.reason(), p.message.clone());
     }
     let phase = old.phase.unwrap_or(Phase::Pending);
     let generation = obj.meta().generation.unwrap_or_default();
@@ -529,13 +544,13 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         Ok(m) => m,
         Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), invalid(e)).await,
     };
-    observe_lateness(&ctx, old.phase, &plan, moment.phase, now);
+    observe_lateness(&ctx, &obj, old.phase, &plan, moment.phase, now);
     let old = write_ahead(&ctx, &obj, old, &record, &moment.targets).await?;
     let done = converge_record(&ctx, &ns(&obj), jobs(&record, &moment.targets, &owner)).await;
     if let Some(p) = done.problems.iter().find(|p| p.kind.is_permanent()) {
         return fail(&ctx, &obj, &old, &done.record, targets.len(), p.clone()).await;
     }
-    announce(&ctx, &obj, &old.targets, &done.record, &done.problems).await;
+    announce(&ctx, &obj, &old.targets, &done.record, &done.problems);
     let verification = verify(&ctx, &obj, &old.verification, plan, &done.findings, now);
     let record = done.record;
 
@@ -583,8 +598,14 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         verification,
         timings,
     };
+    let settled = record::settled(&new.targets);
     commit(&ctx, &obj, &old, new).await?;
-    Ok(next_look(&ctx, phase, moment.next_deadline, now))
+    if phase.is_terminal() {
+        return Ok(after_end(settled, Some(plan.end()), Timestamp::now()));
+    }
+    // From now, not from the reconcile's start: kube-rs counts the requeue from when the reconcile
+    // returns, so a slow status patch would otherwise make the next boundary late by as much.
+    Ok(next_look(&ctx, phase, moment.next_deadline, Timestamp::now()))
 }
 
 /// The emergency stop on the scenario's namespace: a run that was admitted lets go of every proxy on
@@ -652,22 +673,16 @@ async fn halt(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, rea
     };
     let settled = record::settled(&new.targets);
     commit(ctx, obj, old, new).await?;
-    Ok(if settled { Action::await_change() } else { Action::requeue(leftover_retry(Some(now), now)) })
+    Ok(after_end(settled, Some(now), now))
 }
 
 /// An Event for each target a call newly failed to reach (not on every retry).
-async fn announce(
-    ctx: &Context,
-    obj: &ChaosScenario,
-    before: &[TargetStatus],
-    after: &[TargetStatus],
-    problems: &[Problem],
-) {
+fn announce(ctx: &Context, obj: &ChaosScenario, before: &[TargetStatus], after: &[TargetStatus], problems: &[Problem]) {
     for (entry, p) in after.iter().filter(|e| e.error.is_some()).zip(problems) {
         let was_failing =
             before.iter().any(|b| b.endpoint == entry.endpoint && b.proxy == entry.proxy && b.error.is_some());
         if !was_failing {
-            event(ctx, obj, EventType::Warning, p.kind.reason(), p.message.clone()).await;
+            event(ctx, obj, EventType::Warning, p.kind.reason(), p.message.clone());
         }
     }
 }
@@ -701,12 +716,12 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
                  to give them up: kubectl annotate chaos {} {ABANDON_FAULTS}=true",
                 obj.name_any()
             );
-            event(&ctx, &obj, EventType::Warning, "CleanupBlocked", msg.clone()).await;
+            event(&ctx, &obj, EventType::Warning, "CleanupBlocked", msg.clone());
             let _ = commit(&ctx, &obj, &old, ChaosScenarioStatus { targets: record, ..old.clone() }).await;
             return Err(Error::CleanupBlocked(msg));
         }
         tracing::warn!(scenario = %key, "deleted with faults abandoned ({ABANDON_FAULTS}): {what}");
-        event(&ctx, &obj, EventType::Warning, "FaultsAbandoned", what).await;
+        event(&ctx, &obj, EventType::Warning, "FaultsAbandoned", what);
     }
     let held: Vec<(String, String)> =
         old.targets.iter().flat_map(|t| t.toxics.iter().map(|x| (t.name.clone(), x.clone()))).collect();

@@ -47,19 +47,31 @@ impl Client {
     }
 
     pub fn with_policy(url: &str, policy: RetryPolicy) -> Result<Self, Error> {
-        let bad = |detail: &str| Error::BadUrl { url: url.to_string(), detail: detail.to_string() };
-        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(bad("expected http://HOST:PORT"));
-        }
+        let http = Self::http(policy).map_err(|e| Error::BadUrl { url: url.to_string(), detail: e.to_string() })?;
+        Self::sharing(url, policy, http)
+    }
+
+    /// The HTTP client behind [`Client::with_policy`], to share among the clients of many
+    /// Toxiproxies ([`Client::sharing`]): building one loads the system's CA certificates, which
+    /// cost an operator more CPU than the Toxiproxy calls when it built one per reconcile, and a
+    /// shared one keeps its connections open between calls.
+    pub fn http(policy: RetryPolicy) -> Result<reqwest::Client, reqwest::Error> {
         install_crypto_provider();
-        let http = reqwest::Client::builder()
+        reqwest::Client::builder()
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout)
             // Toxiproxy answers 403 to user agents that look like browsers.
             .user_agent(concat!("chaoslab/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| bad(&e.to_string()))?;
+    }
+
+    /// A client of the Toxiproxy at `url` over `http`, made by [`Client::http`] with the same policy.
+    pub fn sharing(url: &str, policy: RetryPolicy, http: reqwest::Client) -> Result<Self, Error> {
+        let bad = |detail: &str| Error::BadUrl { url: url.to_string(), detail: detail.to_string() };
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(bad("expected http://HOST:PORT"));
+        }
         Ok(Self { base: url.trim_end_matches('/').to_string(), http, policy })
     }
 

@@ -1,0 +1,358 @@
+//! Operator benchmark (prints figures; not a test). Run with `bash hack/bench-operator.sh`.
+//!
+//! A real kube-apiserver, real toxiproxy-servers holding one proxy per scenario, the release operator
+//! binary. Measures the operator's RSS and CPU idle and in rounds of SCENARIOS concurrent scenarios
+//! (phases 2 s / 4 s / 2 s, each on its own proxy), from the operator's own histograms, each round
+//! on its own: the lateness of phase transitions (planned boundary → the reconcile that applies
+//! it), reconcile durations and where they go (the calls a reconcile waits on). Rounds:
+//! - shared boundaries: every scenario is held by the namespace's emergency stop until all exist,
+//!   then released at once, so they all start at the same whole second (the worst case);
+//! - spread (SPREAD=s, default 10): created evenly over s seconds, as in a cluster used by many;
+//! - one slow target (SLOW=1): the shared round plus one scenario whose Toxiproxy answers 2 s late;
+//! - finished present (FINISHED=k): a second operator process starts with k finished scenarios in
+//!   the namespace and runs the shared round again.
+
+mod histogram;
+mod slow;
+
+use std::{process::Command, time::Duration};
+
+use chaoslab_core::api::{ChaosScenario, ChaosScenarioStatus, Phase, crd_yaml};
+use chaoslab_testenv::{ControlPlane, Managed, ToxiproxyServer, free_port, install_crd, namespace};
+use chaoslab_toxiproxy::{Client as Toxiproxy, NewProxy};
+use futures::{StreamExt, stream};
+use histogram::Buckets;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+const STOP: &str = "chaoslab.dev/stop";
+const LATENESS: &str = "chaoslab_operator_phase_transition_lateness_seconds";
+const RECONCILE: &str = "chaoslab_operator_reconcile_duration_seconds";
+const CALLS: &str = "chaoslab_operator_call_duration_seconds";
+/// Proxies per toxiproxy-server.
+const PER_SERVER: usize = 50;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// CPU use (% of one core) and peak RSS of `pid` while `work` runs.
+async fn watch<T>(pid: u32, work: impl Future<Output = T>) -> (T, f64, f64) {
+    let (t0, start) = (cpu_ticks(pid), std::time::Instant::now());
+    let peak = std::sync::Arc::new(std::sync::Mutex::new(rss_mib(pid)));
+    let sampler = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let now = rss_mib(pid);
+                let mut p = peak.lock().unwrap();
+                *p = p.max(now);
+            }
+        }
+    });
+    let out = work.await;
+    sampler.abort();
+    let cpu = (cpu_ticks(pid) - t0) as f64 / 100.0 / start.elapsed().as_secs_f64() * 100.0;
+    let peak = *peak.lock().unwrap();
+    (out, cpu, peak.max(rss_mib(pid)))
+}
+
+/// The peers every round shares: the control plane, the toxiproxy-servers and their proxies.
+struct Lab {
+    client: Client,
+    ns: String,
+    kubeconfig: std::path::PathBuf,
+    /// (admin URL, proxy name) of each scenario's target, one per scenario of a round.
+    targets: Vec<(String, String)>,
+    /// The admin URL of a Toxiproxy answering 2 s late, and its proxy.
+    slow: (String, String),
+    _servers: Vec<ToxiproxyServer>,
+}
+
+impl Lab {
+    async fn start(n: usize) -> Self {
+        let cp = ControlPlane::shared();
+        let client = cp.client().await;
+        install_crd(&client, &crd_yaml()).await;
+        let ns = namespace(&client, "bench").await;
+        let servers: Vec<ToxiproxyServer> = (0..n.div_ceil(PER_SERVER) + 1).map(|_| ToxiproxyServer::start()).collect();
+        let mut targets = Vec::new();
+        for i in 0..n + 1 {
+            let url = servers[i / PER_SERVER].url();
+            let name = format!("p{i}");
+            let proxy = NewProxy {
+                name: name.clone(),
+                listen: format!("127.0.0.1:{}", free_port()),
+                upstream: "127.0.0.1:9".into(),
+                enabled: None,
+            };
+            Toxiproxy::new(&url).unwrap().create_proxy(&proxy).await.unwrap();
+            targets.push((url, name));
+        }
+        let (last_url, last_proxy) = targets.pop().unwrap();
+        let slow_port = slow::start(last_url.trim_start_matches("http://").into(), Duration::from_secs(2)).await;
+        Self {
+            client,
+            ns,
+            kubeconfig: cp.kubeconfig.clone(),
+            targets,
+            slow: (format!("http://127.0.0.1:{slow_port}"), last_proxy),
+            _servers: servers,
+        }
+    }
+
+    fn api(&self) -> Api<ChaosScenario> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn set_stop(&self, on: bool) {
+        let value = if on { json!("benchmark: hold until all exist") } else { serde_json::Value::Null };
+        let patch = json!({"metadata": {"annotations": {STOP: value}}});
+        Api::<Namespace>::all(self.client.clone())
+            .patch(&self.ns, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("annotate the namespace");
+    }
+}
+
+fn scenario(name: &str, (url, proxy): &(String, String)) -> ChaosScenario {
+    serde_json::from_value(json!({
+        "apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario",
+        "metadata": {"name": name},
+        "spec": {
+            "faults": [{"target": 0, "latency": {"delayMs": 10}}],
+            "targets": {"endpoints": [{"name": "server-0", "url": url, "proxy": proxy}]},
+            "phases": {"stabilization": "2s", "testing": "4s", "recovery": "2s"}
+        }
+    }))
+    .unwrap()
+}
+
+/// The operator under test, started on the lab's namespace.
+struct Operator {
+    process: Managed,
+    metrics_url: String,
+}
+
+impl Operator {
+    async fn start(lab: &Lab) -> Self {
+        let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("chaoslab-operator");
+        let port = free_port();
+        let mut cmd = Command::new(&bin);
+        cmd.args(["run", "--namespace", &lab.ns, "--metrics-addr", &format!("127.0.0.1:{port}"), "--max-procs", "2"])
+            .env("KUBECONFIG", &lab.kubeconfig)
+            .env("RUST_LOG", "warn,chaoslab_operator::lateness=debug");
+        let op = Self {
+            process: Managed::spawn("bench-operator", cmd),
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        op
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(&self.metrics_url).await.unwrap().text().await.unwrap()
+    }
+
+    /// From the operator's debug lines: the latest phase change of the scenarios whose key
+    /// contains `prefix`, apart from those containing `apart`; and the latest of those.
+    fn worst_lateness(&self, prefix: &str, apart: &str) -> (f64, f64) {
+        let log = std::fs::read_to_string(&self.process.log).unwrap_or_default();
+        let (mut worst, mut apart_worst) = (0.0f64, 0.0f64);
+        for line in log.lines().filter(|l| l.contains("phase change applied") && l.contains(prefix)) {
+            let Some(ms) = line.split("late_ms=").nth(1).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            else {
+                continue;
+            };
+            if line.contains(apart) { apart_worst = apart_worst.max(ms) } else { worst = worst.max(ms) }
+        }
+        (worst, apart_worst)
+    }
+
+    async fn idle(&self) -> String {
+        let ((), cpu, rss) = watch(self.process.pid(), tokio::time::sleep(Duration::from_secs(10))).await;
+        format!("CPU {cpu:.1}% of a core, RSS {rss:.1} MiB")
+    }
+}
+
+enum Release {
+    /// Held by the emergency stop until all exist, then let go at once.
+    AtOnce,
+    /// Created evenly over this long.
+    Spread(Duration),
+}
+
+/// Creates `scenarios`, `concurrency` at a time, or at even intervals over a spread.
+async fn create(api: &Api<ChaosScenario>, scenarios: Vec<ChaosScenario>, release: &Release) {
+    match release {
+        Release::AtOnce => {
+            stream::iter(scenarios)
+                .for_each_concurrent(16, |s| async move {
+                    api.create(&PostParams::default(), &s).await.expect("create a scenario");
+                })
+                .await
+        }
+        Release::Spread(over) => {
+            let gap = *over / scenarios.len().max(1) as u32;
+            let mut tick = tokio::time::interval(gap);
+            let mut creating = Vec::new();
+            for s in scenarios {
+                tick.tick().await;
+                let api = api.clone();
+                creating.push(tokio::spawn(async move { api.create(&PostParams::default(), &s).await }));
+            }
+            for c in creating {
+                c.await.unwrap().expect("create a scenario");
+            }
+        }
+    }
+}
+
+/// Waits until every scenario whose name starts with `prefix` is in a phase `done` accepts; the
+/// count by phase then.
+async fn wait_all(api: &Api<ChaosScenario>, prefix: &str, done: fn(Option<Phase>) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let list = api.list(&ListParams::default()).await.unwrap();
+        let phases: Vec<Option<Phase>> = list
+            .items
+            .iter()
+            .filter(|s| s.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+            .map(|s| s.status.as_ref().and_then(|st| st.phase))
+            .collect();
+        if phases.iter().all(|p| done(*p)) {
+            let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+            for p in &phases {
+                *by.entry(p.map_or("none", Phase::as_str)).or_default() += 1;
+            }
+            return by.iter().map(|(p, c)| format!("{c} {p}")).collect::<Vec<_>>().join(", ");
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "{prefix}: scenarios did not get there in 5 min");
+        // Not more often: a list of every scenario is work for the apiserver the operator shares.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One round: creates the scenarios, waits until all have ended, prints what the operator's
+/// histograms gained meanwhile.
+async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Release, with_slow: bool) {
+    let api = lab.api();
+    let mut scenarios: Vec<ChaosScenario> =
+        lab.targets.iter().enumerate().map(|(i, t)| scenario(&format!("{prefix}-{i}"), t)).collect();
+    if with_slow {
+        scenarios.push(scenario(&format!("{prefix}-slow"), &lab.slow));
+    }
+    let count = scenarios.len();
+    let before = op.metrics().await;
+    let held = matches!(release, Release::AtOnce);
+    if held {
+        lab.set_stop(true).await;
+    }
+    create(&api, scenarios, &release).await;
+    if held {
+        wait_all(&api, prefix, |p| p == Some(Phase::Queued)).await;
+        lab.set_stop(false).await;
+    }
+    let (phases, cpu, rss) =
+        watch(op.process.pid(), wait_all(&api, prefix, |p| p.is_some_and(Phase::is_terminal))).await;
+    let after = op.metrics().await;
+    let gained = |family: &str, matching: &str| {
+        Buckets::read(&after, family, matching).since(&Buckets::read(&before, family, matching))
+    };
+    println!("\n{label}: {count} scenarios ({phases})");
+    println!("  running: CPU {cpu:.1}% of a core, peak RSS {rss:.1} MiB");
+    let late = gained(LATENESS, "");
+    println!("  phase transitions: {} measured; lateness {}", late.count(), late.summary());
+    for phase in ["Stabilization", "Testing", "Recovery", "Completed"] {
+        let l = gained(LATENESS, &format!("phase=\"{phase}\""));
+        println!("    into {phase:<14} {:>5}; lateness {}", l.count(), l.summary());
+    }
+    let (worst, slowest) = op.worst_lateness(&format!("/{prefix}-"), &format!("/{prefix}-slow"));
+    println!("  latest phase change: {worst:.1} ms{}", if with_slow { " (not counting the slow one's)" } else { "" });
+    if with_slow {
+        println!("  the slow one's latest: {slowest:.1} ms");
+    }
+    let rec = gained(RECONCILE, "");
+    println!("  reconciles: {}; duration {}", rec.count(), rec.summary());
+    for call in ["resolve_targets", "toxiproxy_converge", "status_patch", "event"] {
+        let c = gained(CALLS, &format!("call=\"{call}\""));
+        println!("    {call:<18} {:>6} calls; {}", c.count(), c.summary());
+    }
+}
+
+/// `k` scenarios that ended long ago, as a busy cluster keeps them: the status of a real finished
+/// run (`model`), the operator's finalizer. Created while no operator runs.
+async fn finished(lab: &Lab, k: usize, model: &ChaosScenarioStatus) {
+    let api = lab.api();
+    stream::iter(0..k)
+        .for_each_concurrent(16, |i| {
+            let api = api.clone();
+            let mut s = scenario(&format!("done-{i}"), &lab.targets[i % lab.targets.len()]);
+            s.metadata.finalizers = Some(vec!["chaoslab.dev/cleanup".into()]);
+            async move {
+                api.create(&PostParams::default(), &s).await.expect("create a finished scenario");
+                let status = json!({"apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario", "status": model});
+                let name = s.metadata.name.unwrap();
+                api.patch_status(&name, &PatchParams::apply("bench").force(), &Patch::Apply(&status))
+                    .await
+                    .expect("write a finished status");
+            }
+        })
+        .await;
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env("SCENARIOS", 50);
+    let spread = env("SPREAD", 10);
+    let with_slow = env("SLOW", 1) == 1;
+    let k = env("FINISHED", 0);
+    let lab = Lab::start(n).await;
+    println!(
+        "operator benchmark: {n} scenarios per round on {} toxiproxy-servers, phases 2s/4s/2s, operator --max-procs 2",
+        n.div_ceil(PER_SERVER)
+    );
+    let op = Operator::start(&lab).await;
+    println!("  idle: {}", op.idle().await);
+    round(&lab, &op, "shared boundaries", "shared", Release::AtOnce, false).await;
+    if spread > 0 {
+        let label = format!("spread: created evenly over {spread} s");
+        round(&lab, &op, &label, "spread", Release::Spread(Duration::from_secs(spread as u64)), false).await;
+    }
+    if with_slow {
+        let label = "shared boundaries + one scenario whose Toxiproxy answers 2 s late";
+        round(&lab, &op, label, "slow", Release::AtOnce, true).await;
+    }
+    if k > 0 {
+        let model = lab.api().get("shared-0").await.unwrap().status.expect("a finished status");
+        drop(op);
+        finished(&lab, k, &model).await;
+        let op = Operator::start(&lab).await;
+        println!("\na new operator process with {k} finished scenarios in its namespace");
+        println!("  idle: {}", op.idle().await);
+        round(&lab, &op, &format!("shared boundaries, {k} finished present"), "again", Release::AtOnce, false).await;
+    }
+}
