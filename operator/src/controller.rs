@@ -158,13 +158,16 @@ pub async fn run(
         .watches(namespaces(&client), namespace_watch(&config), {
             let (stops, store) = (stops.clone(), store.clone());
             move |ns: Namespace| {
-                // The watch keeps the stops current and wakes the namespace's scenarios.
+                // The watch keeps the stops current and wakes the namespace's scenarios that have
+                // not ended (a stop changes nothing for the others, and they can be thousands).
                 stops.observe(&ns);
                 let name = ns.name_any();
                 let scenarios = store.state();
+                let ended =
+                    |s: &ChaosScenario| s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_terminal());
                 scenarios
                     .iter()
-                    .filter(|s| s.namespace().as_deref() == Some(name.as_str()))
+                    .filter(|s| s.namespace().as_deref() == Some(name.as_str()) && !ended(s))
                     .map(|s| ObjectRef::from_obj(&**s))
                     .collect::<Vec<_>>()
             }

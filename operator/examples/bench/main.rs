@@ -85,6 +85,8 @@ struct Lab {
     client: Client,
     ns: String,
     kubeconfig: std::path::PathBuf,
+    /// kube-apiserver's and etcd's pids: the other side of every status write.
+    control_plane: Vec<u32>,
     /// (admin URL, proxy name) of each scenario's target, one per scenario of a round.
     targets: Vec<(String, String)>,
     /// The admin URL of a Toxiproxy answering 2 s late, and its proxy.
@@ -118,6 +120,10 @@ impl Lab {
             client,
             ns,
             kubeconfig: cp.kubeconfig.clone(),
+            control_plane: ["apiserver.pid", "etcd.pid"]
+                .iter()
+                .filter_map(|f| std::fs::read_to_string(cp.dir.join(f)).ok()?.trim().parse().ok())
+                .collect(),
             targets,
             slow: (format!("http://127.0.0.1:{slow_port}"), last_proxy),
             _servers: servers,
@@ -276,14 +282,21 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
         wait_all(&api, prefix, |p| p == Some(Phase::Queued)).await;
         lab.set_stop(false).await;
     }
+    let cp_ticks: u64 = lab.control_plane.iter().map(|p| cpu_ticks(*p)).sum();
+    let started = std::time::Instant::now();
     let (phases, cpu, rss) =
         watch(op.process.pid(), wait_all(&api, prefix, |p| p.is_some_and(Phase::is_terminal))).await;
+    let cp_ticks = lab.control_plane.iter().map(|p| cpu_ticks(*p)).sum::<u64>() - cp_ticks;
+    let cp_cpu = cp_ticks as f64 / 100.0 / started.elapsed().as_secs_f64() * 100.0;
     let after = op.metrics().await;
     let gained = |family: &str, matching: &str| {
         Buckets::read(&after, family, matching).since(&Buckets::read(&before, family, matching))
     };
     println!("\n{label}: {count} scenarios ({phases})");
-    println!("  running: CPU {cpu:.1}% of a core, peak RSS {rss:.1} MiB");
+    println!(
+        "  running {:.1} s: CPU {cpu:.1}% of a core, peak RSS {rss:.1} MiB; kube-apiserver + etcd CPU {cp_cpu:.0}% of a core",
+        started.elapsed().as_secs_f64()
+    );
     let late = gained(LATENESS, "");
     println!("  phase transitions: {} measured; lateness {}", late.count(), late.summary());
     for phase in ["Stabilization", "Testing", "Recovery", "Completed"] {
