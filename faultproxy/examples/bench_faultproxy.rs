@@ -213,7 +213,7 @@ fn main() {
     let s = Settings::from_env();
     let redis = RedisServer::start();
     let toxiproxy = ToxiproxyServer::start();
-    let (faultproxy, faultproxy_url) = start_faultproxy();
+    let (_faultproxy, faultproxy_url) = start_faultproxy();
     let ports = [redis.port, proxy_to(&toxiproxy.url(), &redis.addr()), proxy_to(&faultproxy_url, &redis.addr())];
     eprintln!("warming up...");
     for port in ports {
@@ -233,9 +233,13 @@ fn main() {
             .0
             .get(&get)
             .map_or((0.0, 0.0), |_| (results.median(&get, "direct", P50), results.median(&get, "direct", P99)));
+        // Fresh processes: memory the throughput runs took is not given back, and would hide what
+        // the connections cost.
+        let toxiproxy = ToxiproxyServer::start();
+        let (faultproxy, faultproxy_url) = start_faultproxy();
         let proxies = [
-            ("toxiproxy", toxiproxy.url(), ports[1], toxiproxy.process.pid()),
-            ("faultproxy", faultproxy_url.clone(), ports[2], faultproxy.pid()),
+            ("toxiproxy", toxiproxy.url(), proxy_to(&toxiproxy.url(), &redis.addr()), toxiproxy.process.pid()),
+            ("faultproxy", faultproxy_url.clone(), proxy_to(&faultproxy_url, &redis.addr()), faultproxy.pid()),
         ];
         latency_section(&s, direct, &proxies);
     }
