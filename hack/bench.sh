@@ -58,7 +58,7 @@ mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 {
   echo "# Benchmarks"
   echo
-  echo "Written by \`bash hack/bench.sh${1:+ $1}\` on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)')."
+  echo "Written by \`bash hack/bench.sh${1:+ $1}\` on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ':!docs/benchmarks.md' || echo ' (with local changes)')."
   echo "Machine: $(nproc) cores ($cpu), $mem, $(uname -sr). Figures only: each sits beside the"
   echo "anchor measured in the same run (toxiproxy-server, a direct connection, redis-benchmark, the"
   echo "closed model); nothing here gates CI. Each benchmark's own source says what it measures:"

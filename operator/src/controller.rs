@@ -105,8 +105,8 @@ impl Backoff for WatchRetry {
 
 /// What wakes a scenario's reconcile: a new spec, deletion (it bumps the generation), finalizers,
 /// and annotations (the abandon-faults one). Not status: the operator writes it itself at every
-/// phase, and each write woke a reconcile with nothing to do (a third of them at 50 scenarios);
-/// a run's own timers bring it back when its next boundary comes.
+/// phase, and each write woke a reconcile with nothing to do; a run's own timers bring it back
+/// when its next boundary comes.
 fn worth_a_reconcile() -> impl Predicate<ChaosScenario> {
     predicates::generation.combine(predicates::finalizers).combine(predicates::annotations)
 }
