@@ -26,7 +26,7 @@ pub struct Metrics {
     pub calls: HistogramVec,
 }
 
-/// The calls a reconcile waits on, timed in `chaoslab_operator_call_duration_seconds{call}`.
+/// The calls a reconcile makes, timed in `chaoslab_operator_call_duration_seconds{call}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Call {
     /// Listing the pods (or reading the endpoints) a scenario's selector names.
@@ -35,7 +35,7 @@ pub enum Call {
     ToxiproxyConverge,
     /// Writing the scenario's status (server-side apply).
     StatusPatch,
-    /// Publishing an Event.
+    /// Publishing an Event (in the background: the reconcile does not wait for it).
     Event,
 }
 
@@ -103,7 +103,7 @@ impl Default for Metrics {
         let calls = HistogramVec::new(
             HistogramOpts::new(
                 "chaoslab_operator_call_duration_seconds",
-                "Time a reconcile spent waiting on each kind of call (resolve_targets, toxiproxy_converge, status_patch, event)",
+                "Duration of the calls a reconcile makes, by kind (resolve_targets, toxiproxy_converge, status_patch; event, which it does not wait for)",
             )
             .buckets(DURATION_BUCKETS.to_vec()),
             &["call"],
