@@ -146,9 +146,7 @@ fn block_on<T>(f: impl Future<Output = T>) -> T {
 }
 
 fn rss_kib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
-    line.split_whitespace().nth(1).and_then(|k| k.parse().ok()).unwrap_or(0.0)
+    chaoslab_testenv::rss_kib(pid) as f64
 }
 
 /// Runs `work` while sampling `pid`'s RSS every 20 ms; the peak (KiB) beside its result.

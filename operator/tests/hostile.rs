@@ -14,7 +14,7 @@ use std::{
 };
 
 use chaoslab_core::api::{ChaosScenario, Phase, Verdict};
-use chaoslab_testenv::{ToxiproxyServer, free_port};
+use chaoslab_testenv::{ToxiproxyServer, free_port, rss_kib};
 use chaoslab_toxiproxy::Client as Toxiproxy;
 use common::*;
 use kube::api::PostParams;
@@ -91,13 +91,6 @@ async fn hostile_endpoint(how: Hostile) -> String {
         }
     });
     url
-}
-
-/// The resident memory of process `pid`, in KiB (VmRSS of /proc/<pid>/status).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 /// Samples the RSS of `pid` every 50 ms; returns the peak seen so far.

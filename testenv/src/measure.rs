@@ -1,4 +1,5 @@
-//! Running a command to its end and measuring it: the peak resident set size the kernel recorded.
+//! Running a command to its end and measuring it: the peak resident set size the kernel recorded;
+//! and the resident memory of a process still running.
 
 use std::{
     io::Read,
@@ -14,6 +15,13 @@ pub struct Measured {
     /// The peak RSS in KiB: `ru_maxrss` from wait4, the process's VmHWM when it exited, so the exact
     /// peak rather than a sample of /proc.
     pub peak_rss_kib: u64,
+}
+
+/// The resident memory of process `pid` now, in KiB (VmRSS of /proc/<pid>/status); 0 once it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 /// Runs `cmd` to its end with stdout and stderr captured.

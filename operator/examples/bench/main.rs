@@ -48,14 +48,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|k| k.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    chaoslab_testenv::rss_kib(pid) as f64 / 1024.0
 }
 
 /// CPU use (% of one core) and peak RSS of `pid` while `work` runs.
