@@ -22,9 +22,18 @@ pub async fn sweep(api: &Api<ChaosScenario>, policy: RetryPolicy) -> Result<usiz
         .iter()
         .flat_map(|s| s.status.iter().flat_map(|st| st.targets.iter().map(|t| (t.endpoint.clone(), t.proxy.clone()))))
         .collect();
+    // One HTTP client for every proxy: building one loads the CA store, and a cluster's finished
+    // scenarios can list thousands of proxies.
+    let http = match Toxiproxy::http(policy) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!("sweep: cannot build the HTTP client for Toxiproxy: {e}");
+            return Ok(0);
+        }
+    };
     let mut removed = 0;
     for (url, proxy) in proxies {
-        let Ok(client) = Toxiproxy::with_policy(&url, policy) else { continue };
+        let Ok(client) = Toxiproxy::sharing(&url, policy, http.clone()) else { continue };
         let toxics = match client.toxics(&proxy).await {
             Ok(t) => t,
             Err(e) => {
