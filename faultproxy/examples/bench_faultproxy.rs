@@ -151,22 +151,9 @@ fn rss_kib(pid: u32) -> f64 {
 
 /// Runs `work` while sampling `pid`'s RSS every 20 ms; the peak (KiB) beside its result.
 fn peak_rss_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, f64) {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = std::thread::spawn({
-        let stop = stop.clone();
-        move || {
-            let mut peak: f64 = 0.0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(rss_kib(pid));
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            peak
-        }
-    });
+    let peak = chaoslab_testenv::PeakRss::watch(pid, Duration::from_millis(20));
     let out = work();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peak = sampler.join().unwrap_or(0.0);
-    (out, peak)
+    (out, peak.kib() as f64)
 }
 
 /// A latency toxic on each proxy (`(via, admin URL, proxy port, pid)`), then one GET run through

@@ -5,16 +5,10 @@
 
 mod common;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use chaoslab_core::api::{ChaosScenario, Phase, Verdict};
-use chaoslab_testenv::{ToxiproxyServer, free_port, rss_kib};
+use chaoslab_testenv::{PeakRss, ToxiproxyServer, free_port, rss_kib};
 use chaoslab_toxiproxy::Client as Toxiproxy;
 use common::*;
 use kube::api::PostParams;
@@ -93,19 +87,6 @@ async fn hostile_endpoint(how: Hostile) -> String {
     url
 }
 
-/// Samples the RSS of `pid` every 50 ms; returns the peak seen so far.
-fn watch_rss(pid: u32) -> Arc<AtomicU64> {
-    let peak = Arc::new(AtomicU64::new(0));
-    let p = peak.clone();
-    tokio::spawn(async move {
-        loop {
-            p.fetch_max(rss_kib(pid), Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    peak
-}
-
 #[tokio::test]
 async fn a_hostile_metrics_endpoint_costs_bounded_time_and_memory_and_leaves_the_checks_inconclusive() {
     let (_client, ns, api) = setup("metrics").await;
@@ -124,7 +105,7 @@ async fn a_hostile_metrics_endpoint_costs_bounded_time_and_memory_and_leaves_the
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let baseline = rss_kib(op.pid());
-    let peak = watch_rss(op.pid());
+    let peak = PeakRss::watch(op.pid(), Duration::from_millis(50));
     for ((name, url), proxy) in cases.iter().zip(&proxies) {
         api.create(&PostParams::default(), &latency_on(name, proxy, url, ("2s", "4s", "2s"))).await.unwrap();
     }
@@ -146,7 +127,7 @@ async fn a_hostile_metrics_endpoint_costs_bounded_time_and_memory_and_leaves_the
         let judged: Vec<_> = st.checks.iter().filter(|c| c.passed.is_some()).collect();
         assert!(judged.is_empty(), "{name}: checks judged without a sample: {judged:?}");
     }
-    let (peak, end) = (peak.load(Ordering::Relaxed), rss_kib(op.pid()));
+    let (peak, end) = (peak.kib(), rss_kib(op.pid()));
     println!("operator RSS: {baseline} KiB before, {mid} KiB 2 s in, peak {peak} KiB, {end} KiB at the end");
     // At most one body of 16 MiB per scrape, and the parser's copies of a 4 MiB line (measured:
     // +30 to +40 MiB, level over 44 s of scrapes); reading whole 100 MB bodies it grew by 240 MiB.

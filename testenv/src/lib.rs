@@ -29,7 +29,7 @@ pub use control_plane::{ControlPlane, repo_root};
 pub use java_client::resilience4j_client_command;
 pub use kube_fixtures::{install_crd, namespace, ready_pod, run_pod, scenario_namespace};
 pub use lossy_redis::LossyRedis;
-pub use measure::{Measured, rss_kib, run_measured};
+pub use measure::{Measured, PeakRss, rss_kib, run_measured};
 pub use netns::{Loss, Netns, unavailable as netns_unavailable};
 pub use ports::{free_port, loopback_ip, wait_for_port};
 pub use process::Managed;

@@ -24,6 +24,41 @@ pub fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
+/// The peak resident memory of a running process: sampled on a thread of its own until dropped.
+pub struct PeakRss {
+    pid: u32,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PeakRss {
+    /// Starts sampling `pid` every `every`.
+    pub fn watch(pid: u32, every: std::time::Duration) -> Self {
+        use std::sync::{Arc, atomic::Ordering::Relaxed};
+        let me = Self { pid, peak: Arc::default(), stop: Arc::default() };
+        let (peak, stop) = (me.peak.clone(), me.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Relaxed) {
+                peak.fetch_max(rss_kib(pid), Relaxed);
+                std::thread::sleep(every);
+            }
+        });
+        me
+    }
+
+    /// The highest RSS seen so far, now included, in KiB.
+    pub fn kib(&self) -> u64 {
+        let now = rss_kib(self.pid);
+        self.peak.fetch_max(now, std::sync::atomic::Ordering::Relaxed).max(now)
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Runs `cmd` to its end with stdout and stderr captured.
 #[expect(clippy::zombie_processes, reason = "reaped by wait4, which std's Child::wait does not expose")]
 pub fn run_measured(cmd: &mut Command) -> Measured {

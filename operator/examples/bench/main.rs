@@ -47,30 +47,13 @@ fn cpu_ticks(pid: u32) -> u64 {
         + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    chaoslab_testenv::rss_kib(pid) as f64 / 1024.0
-}
-
 /// CPU use (% of one core) and peak RSS of `pid` while `work` runs.
 async fn watch<T>(pid: u32, work: impl Future<Output = T>) -> (T, f64, f64) {
     let (t0, start) = (cpu_ticks(pid), std::time::Instant::now());
-    let peak = std::sync::Arc::new(std::sync::Mutex::new(rss_mib(pid)));
-    let sampler = tokio::spawn({
-        let peak = peak.clone();
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let now = rss_mib(pid);
-                let mut p = peak.lock().unwrap();
-                *p = p.max(now);
-            }
-        }
-    });
+    let peak = chaoslab_testenv::PeakRss::watch(pid, Duration::from_millis(200));
     let out = work.await;
-    sampler.abort();
     let cpu = (cpu_ticks(pid) - t0) as f64 / 100.0 / start.elapsed().as_secs_f64() * 100.0;
-    let peak = *peak.lock().unwrap();
-    (out, cpu, peak.max(rss_mib(pid)))
+    (out, cpu, peak.kib() as f64 / 1024.0)
 }
 
 /// The peers every round shares: the control plane, the toxiproxy-servers and their proxies.
