@@ -14,7 +14,7 @@ use kube::{
 };
 use tokio::sync::Mutex;
 
-use crate::{leader::Leadership, metrics::Metrics, sampler::Samplers, stop::Stops};
+use crate::{leader::Leadership, metrics::Metrics, sampler::Samplers, status_writer::Writers, stop::Stops};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -37,6 +37,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub samplers: Samplers,
     pub store: Store<ChaosScenario>,
+    /// Every status write, and the statuses reconciles decided that the cache does not show yet.
+    pub writers: Writers,
     /// The proxies of the runs this process admitted, by uid, whose status the cache may not show
     /// yet (queue decisions).
     pub admitted: Mutex<HashMap<String, BTreeSet<String>>>,

@@ -26,6 +26,7 @@ use crate::{
     metrics::Metrics,
     reconcile,
     sampler::Samplers,
+    status_writer::Writers,
     stop::Stops,
 };
 
@@ -178,6 +179,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         samplers,
+        writers: Writers::new(client.clone(), store.clone(), metrics.clone()),
         store,
         stops,
         toxiproxy_http,

@@ -3,13 +3,15 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[source] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// The lease runs out before a Toxiproxy call could end: nothing was done.
     #[error("not acting: this replica's lease runs out")]
     NotLeading,
+    /// A status that must be on the resource before the reconcile goes on (the write-ahead of a
+    /// proxy) was not written.
+    #[error("status not written: {0}")]
+    StatusNotWritten(String),
     /// A deleted scenario's faults could not all be removed: its finalizer stays.
     #[error("{0}")]
     CleanupBlocked(String),
@@ -19,7 +21,6 @@ impl Error {
     /// The `kind` label of `chaoslab_operator_errors_total`.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube_api",
             Error::Finalizer(e) => match &**e {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
                     e.metric_label()
@@ -27,6 +28,7 @@ impl Error {
                 _ => "finalizer",
             },
             Error::NotLeading => "not_leading",
+            Error::StatusNotWritten(_) => "kube_api",
             Error::CleanupBlocked(_) => "cleanup_blocked",
         }
     }

@@ -12,6 +12,7 @@ mod reconcile;
 mod record;
 mod sampler;
 mod status;
+mod status_writer;
 mod stop;
 mod sweep;
 mod targets;

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// Where a reconcile's time goes: one series per [`Call`].
     pub calls: HistogramVec,
+    /// Status writes by outcome: written, failed (retried), replaced (a newer status came before
+    /// it could be written: the apiserver is slower than the runs change).
+    pub status_writes: IntCounterVec,
 }
 
 /// The calls a reconcile makes, timed in `chaoslab_operator_call_duration_seconds{call}`.
@@ -33,7 +36,7 @@ pub enum Call {
     ResolveTargets,
     /// One round of Toxiproxy calls: every target of the scenario converged at once.
     ToxiproxyConverge,
-    /// Writing the scenario's status (server-side apply).
+    /// Writing the scenario's status (server-side apply, by its writer: see `status_writer.rs`).
     StatusPatch,
     /// Publishing an Event (in the background: the reconcile does not wait for it).
     Event,
@@ -109,6 +112,17 @@ impl Default for Metrics {
             &["call"],
         )
         .unwrap();
+        let status_writes = IntCounterVec::new(
+            Opts::new(
+                "chaoslab_operator_status_writes_total",
+                "Status writes by outcome (written; failed, retried; replaced by a newer status before it could be written)",
+            ),
+            &["outcome"],
+        )
+        .unwrap();
+        for outcome in ["written", "failed", "replaced"] {
+            status_writes.with_label_values(&[outcome]);
+        }
         for call in Call::ALL {
             calls.with_label_values(&[call.label()]);
         }
@@ -125,6 +139,7 @@ impl Default for Metrics {
             Box::new(leader.clone()),
             Box::new(errors.clone()),
             Box::new(calls.clone()),
+            Box::new(status_writes.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -138,6 +153,7 @@ impl Default for Metrics {
             leader,
             errors,
             calls,
+            status_writes,
         }
     }
 }
@@ -161,6 +177,7 @@ mod tests {
             "chaoslab_operator_call_duration_seconds_count{call=\"toxiproxy_converge\"} 0",
             "chaoslab_operator_call_duration_seconds_count{call=\"status_patch\"} 0",
             "chaoslab_operator_call_duration_seconds_count{call=\"event\"} 0",
+            "chaoslab_operator_status_writes_total{outcome=\"replaced\"} 0",
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }

@@ -19,8 +19,7 @@ use chaoslab_core::{
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    Resource, ResourceExt,
     runtime::{controller::Action, events::EventType},
 };
 
@@ -35,8 +34,6 @@ use crate::{
     stop::STOP,
     targets::{self, Target},
 };
-
-pub const FIELD_MANAGER: &str = "chaoslab-operator";
 
 /// `namespace/name`, the `scenario` label of the metrics.
 pub fn scenario_key(s: &ChaosScenario) -> String {
@@ -66,20 +63,6 @@ fn may_act(ctx: &Context) -> bool {
 /// the lease is renewed, or the process has exited).
 const NOT_LEADING_RETRY: Duration = Duration::from_secs(1);
 
-async fn write_status(ctx: &Context, obj: &ChaosScenario, status: &ChaosScenarioStatus) -> Result<(), Error> {
-    let api: Api<ChaosScenario> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "chaoslab.dev/v1alpha1",
-        "kind": "ChaosScenario",
-        "status": status,
-    });
-    let _timer = ctx.metrics.time(Call::StatusPatch);
-    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::Kube)?;
-    Ok(())
-}
-
 async fn resolve_targets(ctx: &Context, obj: &ChaosScenario) -> Result<Vec<Target>, Problem> {
     let _timer = ctx.metrics.time(Call::ResolveTargets);
     targets::resolve(&ctx.client, obj).await
@@ -105,17 +88,12 @@ fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &str, not
     });
 }
 
-/// Writes `status` if it differs, with an Event and metrics when the phase changed.
-async fn commit(
-    ctx: &Context,
-    obj: &ChaosScenario,
-    old: &ChaosScenarioStatus,
-    new: ChaosScenarioStatus,
-) -> Result<(), Error> {
+/// Hands `status` to the scenario's writer if it differs (see `status_writer.rs`), with an Event
+/// and metrics when the phase changed.
+fn commit(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, new: ChaosScenarioStatus) {
     if *old == new {
-        return Ok(());
+        return;
     }
-    write_status(ctx, obj, &new).await?;
     let key = scenario_key(obj);
     if let Some(phase) = new.phase {
         ctx.metrics.scenario.set_phase(&key, phase.as_str());
@@ -130,7 +108,7 @@ async fn commit(
         let previous = old.targets.iter().find(|o| o.name == t.name).map(|o| o.toxics.as_slice()).unwrap_or_default();
         ctx.metrics.scenario.set_toxics(&key, &t.name, &t.toxics, previous);
     }
-    Ok(())
+    ctx.writers.submit(obj, new);
 }
 
 /// How soon a finished scenario whose faults could not all be removed tries again: every 10 s at
@@ -189,7 +167,7 @@ async fn fail(
         ..old.clone()
     };
     let settled = record::settled(&new.targets);
-    commit(ctx, obj, old, new).await?;
+    commit(ctx, obj, old, new);
     Ok(after_end(settled, Some(now), now))
 }
 
@@ -209,7 +187,7 @@ async fn settle(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus) -
     } else {
         tracing::warn!(scenario = %scenario_key(obj), "faults left on the targets: {}", messages(&errors));
     }
-    commit(ctx, obj, old, ChaosScenarioStatus { targets: record, ..old.clone() }).await?;
+    commit(ctx, obj, old, ChaosScenarioStatus { targets: record, ..old.clone() });
     let ended = old.completed_at.as_ref().map(|t| t.0);
     Ok(after_end(settled, ended, Timestamp::now()))
 }
@@ -285,7 +263,7 @@ async fn admit(
             message: Some(message),
             ..old.clone()
         };
-        commit(ctx, obj, old, new).await?;
+        commit(ctx, obj, old, new);
         return Ok(None);
     }
     // The cache shows an admission within seconds: only what it does not show yet is kept.
@@ -350,8 +328,8 @@ fn observe_lateness(ctx: &Context, obj: &ChaosScenario, old: Option<Phase>, plan
     }
 }
 
-/// Write-ahead: a proxy is on record before the first call that could put a toxic on it. Returns the
-/// status as written.
+/// Write-ahead: a proxy is on record (written, not only decided) before the first call that could put
+/// a toxic on it. Returns the status as decided.
 async fn write_ahead(
     ctx: &Context,
     obj: &ChaosScenario,
@@ -360,12 +338,19 @@ async fn write_ahead(
     desired: &[DesiredProxy],
 ) -> Result<ChaosScenarioStatus, Error> {
     let faulting = desired.iter().any(|d| !d.toxics.is_empty() || d.enabled == Some(false));
-    if !(faulting && record::has_new_entries(&old.targets, record)) {
+    if !faulting {
         return Ok(old);
     }
-    let grown = ChaosScenarioStatus { targets: record.to_vec(), ..old };
-    write_status(ctx, obj, &grown).await?;
-    Ok(grown)
+    let old = if record::has_new_entries(&old.targets, record) {
+        let grown = ChaosScenarioStatus { targets: record.to_vec(), ..old };
+        ctx.writers.submit(obj, grown.clone());
+        grown
+    } else {
+        old
+    };
+    // On the resource, not only decided: a status that holds the entries may still be queued.
+    ctx.writers.stored(obj, |s| !record::has_new_entries(&s.targets, record)).await?;
+    Ok(old)
 }
 
 /// The status message while a run goes on.
@@ -443,7 +428,7 @@ async fn wait(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, p: 
         message: Some(message),
         ..old.clone()
     };
-    commit(ctx, obj, old, new).await?;
+    commit(ctx, obj, old, new);
     Ok(Action::requeue(Duration::from_secs(2)))
 }
 
@@ -502,7 +487,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::requeue(NOT_LEADING_RETRY));
     }
     let now = Timestamp::now();
-    let old = obj.status.clone().unwrap_or_default();
+    let old = ctx.writers.status(&obj);
     if old.phase.is_some_and(Phase::is_terminal) {
         return settle(&ctx, &obj, &old).await;
     }
@@ -599,7 +584,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         timings,
     };
     let settled = record::settled(&new.targets);
-    commit(&ctx, &obj, &old, new).await?;
+    commit(&ctx, &obj, &old, new);
     if phase.is_terminal() {
         return Ok(after_end(settled, Some(plan.end()), Timestamp::now()));
     }
@@ -625,7 +610,7 @@ async fn halt(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, rea
             message: Some(message),
             ..old.clone()
         };
-        commit(ctx, obj, old, new).await?;
+        commit(ctx, obj, old, new);
         return Ok(Action::requeue(ctx.config.queue_poll));
     }
     let owner = owner_tag(&uid);
@@ -672,7 +657,7 @@ async fn halt(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, rea
         ..old.clone()
     };
     let settled = record::settled(&new.targets);
-    commit(ctx, obj, old, new).await?;
+    commit(ctx, obj, old, new);
     Ok(after_end(settled, Some(now), now))
 }
 
@@ -697,7 +682,7 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
     if !may_act(&ctx) {
         return Err(Error::NotLeading);
     }
-    let old = obj.status.clone().unwrap_or_default();
+    let old = ctx.writers.status(&obj);
     let uid = obj.uid().unwrap_or_default();
     forget(&ctx, &uid);
     // The current targets too: a crash may have come before their first record.
@@ -717,7 +702,7 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
                 obj.name_any()
             );
             event(&ctx, &obj, EventType::Warning, "CleanupBlocked", msg.clone());
-            let _ = commit(&ctx, &obj, &old, ChaosScenarioStatus { targets: record, ..old.clone() }).await;
+            commit(&ctx, &obj, &old, ChaosScenarioStatus { targets: record, ..old.clone() });
             return Err(Error::CleanupBlocked(msg));
         }
         tracing::warn!(scenario = %key, "deleted with faults abandoned ({ABANDON_FAULTS}): {what}");
