@@ -12,9 +12,11 @@ use kube::{
     Client,
     runtime::{events::Recorder, reflector::Store},
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::{leader::Leadership, metrics::Metrics, sampler::Samplers, status_writer::Writers, stop::Stops};
+
+pub const EVENTS_IN_FLIGHT: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -44,6 +46,9 @@ pub struct Context {
     pub admitted: Mutex<HashMap<String, BTreeSet<String>>>,
     /// How well each running scenario's targets held each phase's state, by uid.
     pub verifiers: std::sync::Mutex<HashMap<String, RunVerifier>>,
+    /// Events being published at once: at most [`EVENTS_IN_FLIGHT`]. kube's client speaks HTTP/1.1,
+    /// so each is a connection to the apiserver; the status writes have their own budget.
+    pub events_in_flight: Arc<Semaphore>,
     /// Namespaces under an emergency stop.
     pub stops: Arc<Stops>,
 }

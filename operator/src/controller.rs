@@ -18,10 +18,10 @@ use kube::{
         watcher,
     },
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::{
-    context::{Config, Context},
+    context::{Config, Context, EVENTS_IN_FLIGHT},
     error::Error,
     metrics::Metrics,
     reconcile,
@@ -184,6 +184,7 @@ pub async fn run(
         stops,
         toxiproxy_http,
         admitted: Mutex::new(HashMap::new()),
+        events_in_flight: Arc::new(Semaphore::new(EVENTS_IN_FLIGHT)),
         verifiers: std::sync::Mutex::new(HashMap::new()),
         client,
         config,

@@ -8,10 +8,6 @@ pub enum Error {
     /// The lease runs out before a Toxiproxy call could end: nothing was done.
     #[error("not acting: this replica's lease runs out")]
     NotLeading,
-    /// A status that must be on the resource before the reconcile goes on (the write-ahead of a
-    /// proxy) was not written.
-    #[error("status not written: {0}")]
-    StatusNotWritten(String),
     /// A deleted scenario's faults could not all be removed: its finalizer stays.
     #[error("{0}")]
     CleanupBlocked(String),
@@ -28,7 +24,6 @@ impl Error {
                 _ => "finalizer",
             },
             Error::NotLeading => "not_leading",
-            Error::StatusNotWritten(_) => "kube_api",
             Error::CleanupBlocked(_) => "cleanup_blocked",
         }
     }

@@ -12,7 +12,7 @@ use chaoslab_core::{
     api::{ChaosScenario, ChaosScenarioStatus, Phase, PhaseObservation, TargetStatus, TargetVerification},
     ending::{self, Seen, Stop},
     engine::{self, Plan},
-    faults::{DesiredProxy, ProxyKind, owner_tag},
+    faults::{ProxyKind, owner_tag},
     observation::AbortRule,
     verification::{Finding, RunVerifier, next_check},
 };
@@ -69,7 +69,8 @@ async fn resolve_targets(ctx: &Context, obj: &ChaosScenario) -> Result<Vec<Targe
 }
 
 /// Publishes an Event without waiting for it: nothing a reconcile decides depends on it, and at a
-/// shared boundary hundreds of them queue at the apiserver behind the status writes.
+/// shared boundary hundreds of them queue at the apiserver behind the status writes. A few at a
+/// time (see `context::EVENTS_IN_FLIGHT`).
 fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &str, note: String) {
     let ev = kube::runtime::events::Event {
         type_,
@@ -79,8 +80,10 @@ fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &str, not
         secondary: None,
     };
     let (recorder, reference, key) = (ctx.recorder.clone(), obj.object_ref(&()), scenario_key(obj));
-    let timer = ctx.metrics.time(Call::Event);
+    let (in_flight, metrics) = (ctx.events_in_flight.clone(), ctx.metrics.clone());
     tokio::spawn(async move {
+        let Ok(_permit) = in_flight.acquire().await else { return };
+        let timer = metrics.time(Call::Event);
         if let Err(e) = recorder.publish(&ev, &reference).await {
             tracing::warn!(scenario = %key, "cannot publish event: {e}");
         }
@@ -233,8 +236,8 @@ async fn claims(ctx: &Context, me: &ChaosScenario, admitted: &HashMap<String, BT
     out
 }
 
-/// Admits a scenario that has not started: returns its start, or writes Queued (with the record,
-/// so that later scenarios see what it waits for) and returns None.
+/// Admits a scenario that has not started: returns whether it is admitted; if not, writes Queued
+/// (with the record, so that later scenarios see what it waits for).
 async fn admit(
     ctx: &Context,
     obj: &ChaosScenario,
@@ -242,11 +245,16 @@ async fn admit(
     targets: &[Target],
     record: Vec<TargetStatus>,
     now: Timestamp,
-) -> Result<Option<Timestamp>, Error> {
+) -> bool {
     let mut admitted = ctx.admitted.lock().await;
+    let uid = obj.uid().unwrap_or_default();
+    if admitted.contains_key(&uid) {
+        // Admitted, waiting for its record to be written (see `write_ahead`).
+        return true;
+    }
     let me = queue::Claim {
         key: scenario_key(obj),
-        uid: obj.uid().unwrap_or_default(),
+        uid,
         created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
         state: queue::State::Waits,
         proxies: targets::keys(&ns(obj), &obj.spec.targets, &record, targets).await,
@@ -264,7 +272,7 @@ async fn admit(
             ..old.clone()
         };
         commit(ctx, obj, old, new);
-        return Ok(None);
+        return false;
     }
     // The cache shows an admission within seconds: only what it does not show yet is kept.
     let cached: HashMap<String, bool> = ctx
@@ -275,7 +283,7 @@ async fn admit(
         .collect();
     admitted.retain(|uid, _| cached.get(uid) == Some(&false));
     admitted.insert(me.uid, me.proxies);
-    Ok(Some(start_of_run(now)))
+    true
 }
 
 /// The run's plan from its start, with Testing cut short where spec.abort fired (recorded in
@@ -329,18 +337,14 @@ fn observe_lateness(ctx: &Context, obj: &ChaosScenario, old: Option<Phase>, plan
 }
 
 /// Write-ahead: a proxy is on record (written, not only decided) before the first call that could put
-/// a toxic on it. Returns the status as decided.
-async fn write_ahead(
+/// a toxic on it. Returns the status as decided, and whether its record is on the resource yet; if
+/// not, the caller looks again in [`RECORD_POLL`] rather than wait for the apiserver.
+fn write_ahead(
     ctx: &Context,
     obj: &ChaosScenario,
     old: ChaosScenarioStatus,
     record: &[TargetStatus],
-    desired: &[DesiredProxy],
-) -> Result<ChaosScenarioStatus, Error> {
-    let faulting = desired.iter().any(|d| !d.toxics.is_empty() || d.enabled == Some(false));
-    if !faulting {
-        return Ok(old);
-    }
+) -> (ChaosScenarioStatus, bool) {
     let old = if record::has_new_entries(&old.targets, record) {
         let grown = ChaosScenarioStatus { targets: record.to_vec(), ..old };
         ctx.writers.submit(obj, grown.clone());
@@ -348,10 +352,12 @@ async fn write_ahead(
     } else {
         old
     };
-    // On the resource, not only decided: a status that holds the entries may still be queued.
-    ctx.writers.stored(obj, |s| !record::has_new_entries(&s.targets, record)).await?;
-    Ok(old)
+    let stored = ctx.writers.stored(obj, |s| !record::has_new_entries(&s.targets, record));
+    (old, stored)
 }
+
+/// How soon a run whose record is not written yet looks again.
+const RECORD_POLL: Duration = Duration::from_millis(100);
 
 /// The status message while a run goes on.
 fn progress(phase: Phase, start: Timestamp, current: &[TargetStatus], sampler: Option<&Sampler>) -> String {
@@ -508,12 +514,21 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         Ok(f) => f.to_vec(),
         Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), invalid(e)).await,
     };
-    let start = match old.started_at.as_ref().map(|t| t.0) {
-        Some(t) => t,
-        None => match admit(&ctx, &obj, &old, &targets, record.clone(), now).await? {
-            Some(t) => t,
-            None => return Ok(Action::requeue(ctx.config.queue_poll)),
-        },
+    let (old, start, now) = match old.started_at.as_ref().map(|t| t.0) {
+        Some(t) => (old, t, now),
+        None => {
+            if !admit(&ctx, &obj, &old, &targets, record.clone(), now).await {
+                return Ok(Action::requeue(ctx.config.queue_poll));
+            }
+            // The record is written before the run starts, not when its first fault comes: then
+            // no phase change waits for a write, however slow the apiserver (see status_writer.rs).
+            let (old, stored) = write_ahead(&ctx, &obj, old, &record);
+            if !stored {
+                return Ok(Action::requeue(RECORD_POLL));
+            }
+            let now = Timestamp::now();
+            (old, start_of_run(now), now)
+        }
     };
     if start > now + SignedDuration::try_from(FUTURE_START).unwrap_or(SignedDuration::MAX) {
         let p = format!("status.startedAt {start} is in the future: a run starts at its admission (edited by hand?)");
@@ -529,9 +544,14 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         Ok(m) => m,
         Err(e) => return fail(&ctx, &obj, &old, &record, targets.len(), invalid(e)).await,
     };
-    observe_lateness(&ctx, &obj, old.phase, &plan, moment.phase, now);
-    let old = write_ahead(&ctx, &obj, old, &record, &moment.targets).await?;
+    let faulting = moment.targets.iter().any(|d| !d.toxics.is_empty() || d.enabled == Some(false));
+    let (old, stored) = if faulting { write_ahead(&ctx, &obj, old, &record) } else { (old, true) };
+    if !stored {
+        // A new target (a replaced pod) mid-run: its faults come once it is on record.
+        return Ok(Action::requeue(RECORD_POLL));
+    }
     let done = converge_record(&ctx, &ns(&obj), jobs(&record, &moment.targets, &owner)).await;
+    observe_lateness(&ctx, &obj, old.phase, &plan, moment.phase, Timestamp::now());
     if let Some(p) = done.problems.iter().find(|p| p.kind.is_permanent()) {
         return fail(&ctx, &obj, &old, &done.record, targets.len(), p.clone()).await;
     }

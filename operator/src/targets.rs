@@ -1,7 +1,12 @@
 //! Resolving a scenario's targets: the Toxiproxies it drives, in target order, and what identifies
 //! a proxy across spellings of its address.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    sync::{LazyLock, Mutex},
+    time::{Duration, Instant},
+};
 
 use chaoslab_core::api::{ChaosScenario, TargetStatus, Targets};
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
@@ -28,15 +33,40 @@ pub async fn identities(url: &str, proxy: &str) -> BTreeSet<String> {
     let Ok(parsed) = reqwest::Url::parse(url) else { return [format!("{url}#{proxy}")].into() };
     let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']).to_ascii_lowercase();
     let port = parsed.port_or_known_default().unwrap_or(0);
-    let spelled = || [format!("{host}:{port}#{proxy}")].into();
-    match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((host.as_str(), port))).await {
-        Ok(Ok(addrs)) => {
-            let keys: BTreeSet<String> =
-                addrs.map(|a| format!("{}:{}#{proxy}", a.ip().to_canonical(), a.port())).collect();
-            if keys.is_empty() { spelled() } else { keys }
-        }
-        _ => spelled(),
+    let ips = addresses(&host, port).await;
+    if ips.is_empty() {
+        return [format!("{host}:{port}#{proxy}")].into();
     }
+    ips.iter().map(|ip| format!("{}:{port}#{proxy}", ip.to_canonical())).collect()
+}
+
+/// How long a host's addresses are reused: admission looks up every other scenario's targets, so
+/// 500 runs on named targets would otherwise mean 250,000 lookups.
+const RESOLVED_FOR: Duration = Duration::from_secs(5);
+
+type Resolved = HashMap<(String, u16), (Instant, Vec<IpAddr>)>;
+
+/// The addresses `host` resolves to (itself if it is one), empty if it does not resolve in 2 s.
+async fn addresses(host: &str, port: u16) -> Vec<IpAddr> {
+    static CACHE: LazyLock<Mutex<Resolved>> = LazyLock::new(Mutex::default);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return vec![ip];
+    }
+    let key = (host.to_string(), port);
+    if let Some((at, ips)) = CACHE.lock().expect("resolved").get(&key)
+        && at.elapsed() < RESOLVED_FOR
+    {
+        return ips.clone();
+    }
+    let ips: Vec<IpAddr> =
+        match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+            _ => vec![],
+        };
+    let mut cache = CACHE.lock().expect("resolved");
+    cache.retain(|_, (at, _)| at.elapsed() < RESOLVED_FOR);
+    cache.insert(key, (Instant::now(), ips.clone()));
+    ips
 }
 
 /// Whether the pod an entry's Toxiproxy ran in is gone (deleted, or replaced by a new pod of the
