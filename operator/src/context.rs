@@ -14,7 +14,9 @@ use kube::{
 };
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::{leader::Leadership, metrics::Metrics, sampler::Samplers, status_writer::Writers, stop::Stops};
+use crate::{
+    leader::Leadership, metrics::Metrics, sampler::Samplers, status_writer::Writers, stop::Stops, targets::KnownKeys,
+};
 
 pub const EVENTS_IN_FLIGHT: usize = 8;
 
@@ -44,6 +46,8 @@ pub struct Context {
     /// The proxies of the runs this process admitted, by uid, whose status the cache may not show
     /// yet (queue decisions).
     pub admitted: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// The proxies each scenario claims, for admission (see `targets::KnownKeys`).
+    pub known_keys: KnownKeys,
     /// How well each running scenario's targets held each phase's state, by uid.
     pub verifiers: std::sync::Mutex<HashMap<String, RunVerifier>>,
     /// Events being published at once: at most [`EVENTS_IN_FLIGHT`]. kube's client speaks HTTP/1.1,

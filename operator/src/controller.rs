@@ -184,6 +184,7 @@ pub async fn run(
         stops,
         toxiproxy_http,
         admitted: Mutex::new(HashMap::new()),
+        known_keys: Default::default(),
         events_in_flight: Arc::new(Semaphore::new(EVENTS_IN_FLIGHT)),
         verifiers: std::sync::Mutex::new(HashMap::new()),
         client,

@@ -222,8 +222,7 @@ async fn claims(ctx: &Context, me: &ChaosScenario, admitted: &HashMap<String, BT
         if state == queue::State::Done {
             continue;
         }
-        let record = o.status.as_ref().map(|s| s.targets.as_slice()).unwrap_or_default();
-        let mut proxies = targets::keys(&ns(&o), &o.spec.targets, record, &[]).await;
+        let mut proxies = ctx.known_keys.of(&o).await;
         proxies.extend(admitted.get(&uid).into_iter().flatten().cloned());
         out.push(queue::Claim {
             key: scenario_key(&o),
@@ -469,6 +468,7 @@ fn verify(
 /// The run's in-memory state (sampler, verification) goes: it ended or was deleted.
 fn forget(ctx: &Context, uid: &str) {
     ctx.samplers.stop(uid);
+    ctx.known_keys.forget(uid);
     ctx.verifiers.lock().expect("verifiers").remove(uid);
 }
 

@@ -10,7 +10,7 @@ use std::{
 
 use chaoslab_core::api::{ChaosScenario, TargetStatus, Targets};
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
-use kube::{Api, Client, api::ListParams};
+use kube::{Api, Client, ResourceExt, api::ListParams};
 
 use crate::error::{Kind, Problem};
 
@@ -103,6 +103,31 @@ pub async fn keys(ns: &str, spec: &Targets, record: &[TargetStatus], resolved: &
         keys.extend(identities(&url, &proxy).await);
     }
     keys
+}
+
+/// The [`keys`] of each scenario seen, by uid, with the resource version they were computed at:
+/// admission needs those of every other scenario, and they change only with its spec or status.
+#[derive(Default)]
+pub struct KnownKeys(Mutex<HashMap<String, (String, BTreeSet<String>)>>);
+
+impl KnownKeys {
+    /// The keys of what `s` drives or may drive, from its spec and record.
+    pub async fn of(&self, s: &ChaosScenario) -> BTreeSet<String> {
+        let (uid, version) = (s.uid().unwrap_or_default(), s.resource_version().unwrap_or_default());
+        if let Some((at, keys)) = self.0.lock().expect("keys").get(&uid)
+            && *at == version
+        {
+            return keys.clone();
+        }
+        let record = s.status.as_ref().map(|st| st.targets.as_slice()).unwrap_or_default();
+        let keys = keys(&s.namespace().unwrap_or_default(), &s.spec.targets, record, &[]).await;
+        self.0.lock().expect("keys").insert(uid, (version, keys.clone()));
+        keys
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().expect("keys").remove(uid);
+    }
 }
 
 fn label_selector(t: &Targets) -> Result<String, String> {
