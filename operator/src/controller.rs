@@ -6,7 +6,8 @@ use chaoslab_core::api::ChaosScenario;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
+    core::{NamespaceResourceScope, PartialObjectMeta},
     runtime::{
         Controller, Predicate, PredicateConfig, WatchStreamExt,
         controller::Action,
@@ -23,6 +24,7 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::{
     context::{Config, Context, EVENTS_IN_FLIGHT},
     error::Error,
+    finished,
     metrics::Metrics,
     reconcile,
     sampler::Samplers,
@@ -42,7 +44,10 @@ fn retry_after(err: &Error) -> Duration {
     }
 }
 
-pub fn api(client: &Client, namespace: Option<&str>) -> Api<ChaosScenario> {
+pub fn api<K: Resource<DynamicType = (), Scope = NamespaceResourceScope>>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Api<K> {
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -51,7 +56,7 @@ pub fn api(client: &Client, namespace: Option<&str>) -> Api<ChaosScenario> {
 
 async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_duration.start_timer();
-    let key = reconcile::scenario_key(&obj);
+    let key = reconcile::scenario_key(&*obj);
     tracing::debug!(scenario = %key, "reconciling");
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ChaosScenario> = Api::namespaced(ctx.client.clone(), &ns);
@@ -114,7 +119,7 @@ fn worth_a_reconcile() -> impl Predicate<ChaosScenario> {
 
 fn error_policy(obj: Arc<ChaosScenario>, err: &Error, _ctx: Arc<Context>) -> Action {
     let after = retry_after(err);
-    tracing::warn!(scenario = %reconcile::scenario_key(&obj), "reconcile failed, retrying in {after:?}: {err}");
+    tracing::warn!(scenario = %reconcile::scenario_key(&*obj), "reconcile failed, retrying in {after:?}: {err}");
     Action::requeue(after)
 }
 
@@ -145,11 +150,11 @@ pub async fn run(
     })?;
     let toxiproxy_http = chaoslab_toxiproxy::Client::http(config.toxiproxy_policy)
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for Toxiproxy: {e:?}"))?;
-    let api = api(&client, config.namespace.as_deref());
+    let scenarios_api: Api<ChaosScenario> = api(&client, config.namespace.as_deref());
     let stops = Arc::new(Stops::default());
     let (store, writer) = reflector::store();
     // managedFields are most of a scenario's metadata and nothing here reads them.
-    let scenarios = watcher(api, watcher::Config::default())
+    let scenarios = watcher(scenarios_api, finished::unfinished())
         .modify(|s| s.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
@@ -191,6 +196,8 @@ pub async fn run(
         config,
         metrics,
     });
+    let metadata: Api<PartialObjectMeta<ChaosScenario>> = api(&ctx.client, ctx.config.namespace.as_deref());
+    let forget = tokio::spawn(finished::forget_deleted(metadata, ctx.metrics.clone()));
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
@@ -199,6 +206,7 @@ pub async fn run(
             }
         })
         .await;
+    forget.abort();
     Ok(())
 }
 

@@ -5,6 +5,7 @@ mod context;
 mod controller;
 mod converge;
 mod error;
+mod finished;
 mod leader;
 mod metrics;
 mod queue;

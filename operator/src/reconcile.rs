@@ -19,7 +19,7 @@ use chaoslab_core::{
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
-    Resource, ResourceExt,
+    Api, Resource, ResourceExt,
     runtime::{controller::Action, events::EventType},
 };
 
@@ -27,6 +27,7 @@ use crate::{
     context::Context,
     converge::{converge_record, jobs, release_all},
     error::{Error, Kind, Problem},
+    finished,
     metrics::Call,
     queue, record,
     sampler::{Judging, Sampler},
@@ -36,7 +37,7 @@ use crate::{
 };
 
 /// `namespace/name`, the `scenario` label of the metrics.
-pub fn scenario_key(s: &ChaosScenario) -> String {
+pub fn scenario_key(s: &impl Resource) -> String {
     format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
 }
 
@@ -122,11 +123,15 @@ fn leftover_retry(ended: Option<Timestamp>, now: Timestamp) -> Duration {
     (since / 4).clamp(Duration::from_secs(10), Duration::from_secs(300))
 }
 
-/// What a run that has ended waits for: nothing more once its faults are proven removed, else the
-/// next try at removing them. Its own status write does not wake it (see `controller.rs`).
+/// What a run that has ended waits for: once its faults are proven removed, its final status to be
+/// written (then it is marked finished, see [`settle`]); else the next try at removing them. Its own
+/// status write does not wake it (see `controller.rs`).
 fn after_end(settled: bool, ended: Option<Timestamp>, now: Timestamp) -> Action {
-    if settled { Action::await_change() } else { Action::requeue(leftover_retry(ended, now)) }
+    if settled { Action::requeue(FINISH_POLL) } else { Action::requeue(leftover_retry(ended, now)) }
 }
+
+/// How soon a run that ended clean looks whether its final status is written.
+const FINISH_POLL: Duration = Duration::from_secs(1);
 
 fn messages(problems: &[Problem]) -> String {
     problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
@@ -174,11 +179,18 @@ async fn fail(
     Ok(after_end(settled, Some(now), now))
 }
 
-/// A finished run: retries releasing the proxies that may still hold its faults, until none does.
+/// A finished run: retries releasing the proxies that may still hold its faults, until none does;
+/// then, once that is written, marks it finished (`finished.rs`) and never looks at it again.
 async fn settle(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus) -> Result<Action, Error> {
     let uid = obj.uid().unwrap_or_default();
     forget(ctx, &uid);
     if record::settled(&old.targets) {
+        let over = |s: &ChaosScenarioStatus| s.phase.is_some_and(Phase::is_terminal) && record::settled(&s.targets);
+        if !ctx.writers.stored(obj, over) {
+            return Ok(Action::requeue(FINISH_POLL));
+        }
+        let api = Api::namespaced(ctx.client.clone(), &ns(obj));
+        finished::mark(&api, obj).await.map_err(Error::Kube)?;
         return Ok(Action::await_change());
     }
     let owner = owner_tag(&uid);
@@ -225,7 +237,7 @@ async fn claims(ctx: &Context, me: &ChaosScenario, admitted: &HashMap<String, BT
         let mut proxies = ctx.known_keys.of(&o).await;
         proxies.extend(admitted.get(&uid).into_iter().flatten().cloned());
         out.push(queue::Claim {
-            key: scenario_key(&o),
+            key: scenario_key(&*o),
             uid,
             created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
             state,
@@ -578,7 +590,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         let seen = Seen { observations: &observations, verification: &verification, timings: timings.as_ref() };
         let e = ending::end(&faults, &names, spec.expect.as_ref(), seen, spec.client.is_some(), stop);
         if let Some(t) = &timings {
-            ctx.metrics.scenario.set_times(&scenario_key(&obj), t.measures(), t.testing_error_rate);
+            ctx.metrics.scenario.set_times(&scenario_key(&*obj), t.measures(), t.testing_error_rate);
         }
         (e.phase, Some(e.verdict), e.checks, e.message)
     } else {
@@ -711,7 +723,7 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
     let owner = owner_tag(&uid);
     let done = converge_record(&ctx, &ns(&obj), release_all(&record, record.len(), &owner)).await;
     let (record, errors) = (done.record, done.problems);
-    let key = scenario_key(&obj);
+    let key = scenario_key(&*obj);
     if !errors.is_empty() {
         let abandon = obj.annotations().get(ABANDON_FAULTS).is_some_and(|v| v == "true");
         let what = messages(&errors);

@@ -10,18 +10,29 @@ use chaoslab_core::{
 use chaoslab_toxiproxy::{Client as Toxiproxy, RetryPolicy};
 use kube::{Api, ResourceExt, api::ListParams};
 
+/// Scenarios per list call.
+const PAGE: u32 = 50;
+
 /// Sweeps the Toxiproxies that any scenario's status lists. Returns how many toxics it removed.
 pub async fn sweep(api: &Api<ChaosScenario>, policy: RetryPolicy) -> Result<usize, kube::Error> {
-    let all = api.list(&ListParams::default()).await?.items;
-    let testing: BTreeSet<String> = all
-        .iter()
-        .filter(|s| s.status.as_ref().and_then(|st| st.phase) == Some(Phase::Testing))
-        .map(|s| owner_tag(&s.uid().unwrap_or_default()))
-        .collect();
-    let proxies: BTreeSet<(String, String)> = all
-        .iter()
-        .flat_map(|s| s.status.iter().flat_map(|st| st.targets.iter().map(|t| (t.endpoint.clone(), t.proxy.clone()))))
-        .collect();
+    let (mut testing, mut proxies) = (BTreeSet::new(), BTreeSet::new());
+    // By pages: a cluster may keep thousands of finished scenarios, tens of KiB each, and an
+    // allocator seldom gives back what one list of them all took.
+    let mut page = ListParams::default().limit(PAGE);
+    loop {
+        let list = api.list(&page).await?;
+        for s in &list.items {
+            let Some(st) = &s.status else { continue };
+            if st.phase == Some(Phase::Testing) {
+                testing.insert(owner_tag(&s.uid().unwrap_or_default()));
+            }
+            proxies.extend(st.targets.iter().map(|t| (t.endpoint.clone(), t.proxy.clone())));
+        }
+        match list.metadata.continue_ {
+            Some(token) if !token.is_empty() => page = page.continue_token(&token),
+            _ => break,
+        }
+    }
     // One HTTP client for every proxy: building one loads the CA store, and a cluster's finished
     // scenarios can list thousands of proxies.
     let http = match Toxiproxy::http(policy) {

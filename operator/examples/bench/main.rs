@@ -293,14 +293,16 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
 }
 
 /// `k` scenarios that ended long ago, as a busy cluster keeps them: the status of a real finished
-/// run (`model`), the operator's finalizer. Created while no operator runs.
+/// run (`model`), labelled finished and without a finalizer, as the operator leaves them. Created
+/// while no operator runs.
 async fn finished(lab: &Lab, k: usize, model: &ChaosScenarioStatus) {
     let api = lab.api();
     stream::iter(0..k)
         .for_each_concurrent(16, |i| {
             let api = api.clone();
             let mut s = scenario(&format!("done-{i}"), &lab.targets[i % lab.targets.len()]);
-            s.metadata.finalizers = Some(vec!["chaoslab.dev/cleanup".into()]);
+            // As the operator leaves a run that ended clean (operator/src/finished.rs).
+            s.metadata.labels = Some([("chaoslab.dev/finished".to_string(), "true".to_string())].into());
             async move {
                 api.create(&PostParams::default(), &s).await.expect("create a finished scenario");
                 let status = json!({"apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario", "status": model});
