@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use chaoslab_core::api::{ChaosScenario, Phase, Verdict};
 use chaoslab_testenv::free_port;
 use common::*;
-use kube::api::{DeleteParams, PostParams};
+use kube::{
+    ResourceExt,
+    api::{DeleteParams, PostParams},
+};
 use serde_json::json;
 
 async fn run_to_verdict(template: &str) {
@@ -128,6 +131,25 @@ async fn deleting_a_running_scenario_removes_its_toxics() {
         assert!(t0.elapsed() < Duration::from_secs(10), "finalizer not removed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_run_that_ended_clean_is_labelled_finished_and_deleted_at_once() {
+    let (client, ns, api) = setup("finished").await;
+    let admin = free_port();
+    let backends = backends(&client, &ns, 3, admin).await;
+    let _op = operator(&ns);
+    api.create(&PostParams::default(), &scenario("f", "server-0-latency-100ms", admin, None, ("1s", "2s", "1s")))
+        .await
+        .unwrap();
+    let finished = |s: &ChaosScenario| s.labels().get("chaoslab.dev/finished").is_some_and(|v| v == "true");
+    let done = wait_for(&api, "f", Duration::from_secs(30), finished).await;
+    assert_eq!(phase(&done), Some(Phase::Completed), "labelled only once its final status is written");
+    assert!(done.finalizers().is_empty(), "no finalizer left: {:?}", done.finalizers());
+    assert!(chaoslab_toxics(&backends).await.is_empty());
+    let t0 = Instant::now();
+    api.delete("f", &DeleteParams::default()).await.unwrap();
+    assert!(api.get_opt("f").await.unwrap().is_none(), "gone at once, {:?} after the delete", t0.elapsed());
 }
 
 #[tokio::test]
