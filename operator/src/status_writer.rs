@@ -9,8 +9,8 @@
 //!
 //! What a restarted operator must find on the resource is still waited for: a reconcile asks
 //! [`Writers::stored`] before its first call to a proxy that may not be on record (the
-//! write-ahead, see `reconcile.rs`), and looks again shortly if not. Until the watch shows what was written,
-//! reconciles read the status from here ([`Writers::status`]), not from the lagging cache.
+//! write-ahead, see `reconcile.rs`), and looks again shortly if not. Until the watch shows what
+//! was written, reconciles read the status from here ([`Writers::status`]), not from the cache.
 
 use std::{
     collections::HashMap,
@@ -175,7 +175,8 @@ impl Writer {
                 changed = wanted.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep(CATCH_UP_POLL) => {
                     idle += CATCH_UP_POLL;
-                    if (idle >= LINGER || self.cache_shows(shown.as_ref())) && self.leave_if_idle(&wanted) {
+                    let caught_up = idle >= LINGER || self.cache_shows(shown.as_ref());
+                    if caught_up && self.leave_if_idle(&wanted, written.borrow().seq) {
                         return;
                     }
                 }
@@ -217,10 +218,11 @@ impl Writer {
         cached.is_some_and(|o| o.uid().as_deref() == Some(self.at.uid.as_str()) && o.status.as_ref() == shown)
     }
 
-    /// Leaves unless a new status came (checked under the lock `submit` takes, so none is lost).
-    fn leave_if_idle(&self, wanted: &watch::Receiver<Wanted>) -> bool {
+    /// Leaves unless a status came that is not written (checked under the lock `submit` takes, so
+    /// none is lost).
+    fn leave_if_idle(&self, wanted: &watch::Receiver<Wanted>, written: u64) -> bool {
         let mut entries = self.entries.lock().expect("writers");
-        if wanted.has_changed().unwrap_or(false) {
+        if wanted.borrow().seq > written {
             return false;
         }
         entries.remove(&self.at.uid);
