@@ -103,7 +103,7 @@ impl Writers {
     pub fn stored(&self, obj: &ChaosScenario, holds: impl Fn(&ChaosScenarioStatus) -> bool) -> bool {
         match self.entries.lock().expect("writers").get(&obj.uid().unwrap_or_default()) {
             Some(e) => holds(&e.written.borrow().status),
-            None => holds(&obj.status.clone().unwrap_or_default()),
+            None => holds(obj.status.as_ref().unwrap_or(&ChaosScenarioStatus::default())),
         }
     }
 

@@ -47,12 +47,17 @@ fn cpu_ticks(pid: u32) -> u64 {
         + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
+/// `ticks` of CPU time (1/100 s each) over `elapsed`, as % of one core.
+fn cpu_percent(ticks: u64, elapsed: Duration) -> f64 {
+    ticks as f64 / 100.0 / elapsed.as_secs_f64() * 100.0
+}
+
 /// CPU use (% of one core) and peak RSS of `pid` while `work` runs.
 async fn watch<T>(pid: u32, work: impl Future<Output = T>) -> (T, f64, f64) {
     let (t0, start) = (cpu_ticks(pid), std::time::Instant::now());
     let peak = chaoslab_testenv::PeakRss::watch(pid, Duration::from_millis(200));
     let out = work.await;
-    let cpu = (cpu_ticks(pid) - t0) as f64 / 100.0 / start.elapsed().as_secs_f64() * 100.0;
+    let cpu = cpu_percent(cpu_ticks(pid) - t0, start.elapsed());
     (out, cpu, peak.kib() as f64 / 1024.0)
 }
 
@@ -263,7 +268,7 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
     let (phases, cpu, rss) =
         watch(op.process.pid(), wait_all(&api, prefix, |p| p.is_some_and(Phase::is_terminal))).await;
     let cp_ticks = lab.control_plane.iter().map(|p| cpu_ticks(*p)).sum::<u64>() - cp_ticks;
-    let cp_cpu = cp_ticks as f64 / 100.0 / started.elapsed().as_secs_f64() * 100.0;
+    let cp_cpu = cpu_percent(cp_ticks, started.elapsed());
     let after = op.metrics().await;
     let gained = |family: &str, matching: &str| {
         Buckets::read(&after, family, matching).since(&Buckets::read(&before, family, matching))
