@@ -13,7 +13,7 @@ use chaoslab_testenv::{
 };
 use serde_json::Value;
 
-const PHASES: [&str; 6] = ["--stabilization", "4s", "--testing", "8s", "--recovery", "12s"];
+const PHASES: [&str; 6] = ["--stabilization", "4s", "--testing", "8s", "--recovery", "20s"];
 const LOSS: &str = "multi-failure-2-servers-packet-loss";
 const LATENCY: &str = "multi-failure-2-servers-latency";
 
@@ -128,7 +128,7 @@ fn replicas(name: &str, listen: &[String], addrs: &[String], rate: u32) -> Vec<M
         // it: its breakers decide on fewer calls (5, not 10), as a client scaled out is configured.
         cmd.args(["--targets", &listen.join(","), "--rate", &rate.to_string(), "--concurrency", "64"])
             .args(["--minimum-calls", "5"])
-            .args(["--max-procs", "1", "--duration", "34s", "--output", "json", "--progress-interval", "0"])
+            .args(["--max-procs", "1", "--duration", "42s", "--output", "json", "--progress-interval", "0"])
             .args(["--metrics-addr", addr]);
         // Logs are named by process and name: tests running at once must not share one.
         Managed::spawn(&format!("{name}-replica-{i}"), cmd)
