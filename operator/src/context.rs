@@ -15,7 +15,8 @@ use kube::{
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::{
-    leader::Leadership, metrics::Metrics, sampler::Samplers, status_writer::Writers, stop::Stops, targets::KnownKeys,
+    leader::Leadership, metadata_patches::MetadataPatches, metrics::Metrics, sampler::Samplers, status_writer::Writers,
+    stop::Stops, targets::KnownKeys,
 };
 
 pub const EVENTS_IN_FLIGHT: usize = 8;
@@ -41,6 +42,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub samplers: Samplers,
     pub store: Store<ChaosScenario>,
+    /// The finalizer and the finished mark, written in the background.
+    pub metadata: MetadataPatches,
     /// Every status write, and the statuses reconciles decided that the cache does not show yet.
     pub writers: Writers,
     /// The proxies of the runs this process admitted, by uid, whose status the cache may not show

@@ -25,14 +25,13 @@ use crate::{
     context::{Config, Context, EVENTS_IN_FLIGHT},
     error::Error,
     finished,
-    metrics::Metrics,
+    metadata_patches::{self, Change, FINALIZER, MetadataPatches},
+    metrics::{Metrics, scenario_key},
     reconcile,
     sampler::Samplers,
     status_writer::Writers,
     stop::Stops,
 };
-
-pub const FINALIZER: &str = "chaoslab.dev/cleanup";
 
 /// How long until a failed reconcile is tried again: a blocked cleanup waits longer, since it
 /// waits for a Toxiproxy to come back (and publishes an Event each time).
@@ -56,8 +55,16 @@ pub fn api<K: Resource<DynamicType = (), Scope = NamespaceResourceScope>>(
 
 async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_duration.start_timer();
-    let key = reconcile::scenario_key(&*obj);
+    let key = scenario_key(&*obj);
     tracing::debug!(scenario = %key, "reconciling");
+    if obj.meta().deletion_timestamp.is_none() && !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        // Nothing happens before the finalizer is on (cleanup needs it); adding it here, not by
+        // kube's helper below, keeps the apiserver's round trip out of the reconcile. The patch's
+        // watch event brings the scenario back; the requeue is for a patch that was refused.
+        ctx.metadata.submit(&obj, Change::AddFinalizer);
+        timer.stop_and_record();
+        return Ok(Action::requeue(metadata_patches::RETRY));
+    }
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ChaosScenario> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
@@ -119,7 +126,7 @@ fn worth_a_reconcile() -> impl Predicate<ChaosScenario> {
 
 fn error_policy(obj: Arc<ChaosScenario>, err: &Error, _ctx: Arc<Context>) -> Action {
     let after = retry_after(err);
-    tracing::warn!(scenario = %reconcile::scenario_key(&*obj), "reconcile failed, retrying in {after:?}: {err}");
+    tracing::warn!(scenario = %scenario_key(&*obj), "reconcile failed, retrying in {after:?}: {err}");
     Action::requeue(after)
 }
 
@@ -185,6 +192,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         samplers,
         writers: Writers::new(client.clone(), store.clone(), metrics.clone()),
+        metadata: MetadataPatches::new(client.clone(), metrics.clone()),
         store,
         stops,
         toxiproxy_http,

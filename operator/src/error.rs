@@ -3,8 +3,6 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[source] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// The lease runs out before a Toxiproxy call could end: nothing was done.
@@ -19,7 +17,6 @@ impl Error {
     /// The `kind` label of `chaoslab_operator_errors_total`.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube_api",
             Error::Finalizer(e) => match &**e {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
                     e.metric_label()

@@ -11,13 +11,12 @@
 use chaoslab_core::api::ChaosScenario;
 use futures::StreamExt;
 use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
+    Api,
     core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
 
-use crate::{controller::FINALIZER, metrics::Metrics, reconcile::scenario_key};
+use crate::metrics::{Metrics, scenario_key};
 
 /// Set (to `true`) on a scenario that ended and needs nothing more (see the module doc). Remove it
 /// and the operator looks at the scenario again (and labels it again).
@@ -26,20 +25,6 @@ pub const FINISHED: &str = "chaoslab.dev/finished";
 /// What the controller watches: every scenario not labelled finished.
 pub fn unfinished() -> watcher::Config {
     watcher::Config::default().labels(&format!("{FINISHED}!=true"))
-}
-
-/// Labels `obj` finished and removes its finalizer, in one patch made at the resource version seen:
-/// if the scenario changed since, the apiserver refuses it (409) and the reconcile is retried, so
-/// no one else's finalizer is lost.
-pub async fn mark(api: &Api<ChaosScenario>, obj: &ChaosScenario) -> Result<(), kube::Error> {
-    let others: Vec<&String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-    let patch = serde_json::json!({"metadata": {
-        "resourceVersion": obj.resource_version(),
-        "labels": {FINISHED: "true"},
-        "finalizers": others,
-    }});
-    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
 }
 
 /// Until the stream ends: drops the metric series of finished scenarios that are deleted.

@@ -7,6 +7,7 @@ mod converge;
 mod error;
 mod finished;
 mod leader;
+mod metadata_patches;
 mod metrics;
 mod queue;
 mod reconcile;

@@ -1,6 +1,7 @@
 //! The operator's metrics: the scenario part of the metrics contract and its own health.
 
 use chaoslab_telemetry::ScenarioMetrics;
+use kube::{Resource, ResourceExt};
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Seconds; fine around 100 ms, what the operator aims to keep a phase change and a reconcile under.
@@ -40,10 +41,13 @@ pub enum Call {
     StatusPatch,
     /// Publishing an Event (in the background: the reconcile does not wait for it).
     Event,
+    /// Adding the finalizer or marking finished (in the background: see `metadata_patches.rs`).
+    MetadataPatch,
 }
 
 impl Call {
-    pub const ALL: [Call; 4] = [Call::ResolveTargets, Call::ToxiproxyConverge, Call::StatusPatch, Call::Event];
+    pub const ALL: [Call; 5] =
+        [Call::ResolveTargets, Call::ToxiproxyConverge, Call::StatusPatch, Call::Event, Call::MetadataPatch];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -51,8 +55,14 @@ impl Call {
             Call::ToxiproxyConverge => "toxiproxy_converge",
             Call::StatusPatch => "status_patch",
             Call::Event => "event",
+            Call::MetadataPatch => "metadata_patch",
         }
     }
+}
+
+/// `namespace/name`, the `scenario` label of the metrics.
+pub fn scenario_key(s: &impl Resource) -> String {
+    format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
 }
 
 impl Metrics {

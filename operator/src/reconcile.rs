@@ -19,7 +19,7 @@ use chaoslab_core::{
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
-    Api, Resource, ResourceExt,
+    Resource, ResourceExt,
     runtime::{controller::Action, events::EventType},
 };
 
@@ -27,19 +27,14 @@ use crate::{
     context::Context,
     converge::{converge_record, jobs, release_all},
     error::{Error, Kind, Problem},
-    finished,
-    metrics::Call,
+    metadata_patches::{self, Change},
+    metrics::{Call, scenario_key},
     queue, record,
     sampler::{Judging, Sampler},
     status,
     stop::STOP,
     targets::{self, Target},
 };
-
-/// `namespace/name`, the `scenario` label of the metrics.
-pub fn scenario_key(s: &impl Resource) -> String {
-    format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
-}
 
 /// Kubernetes times have whole seconds: a run starts at the next whole second (or now, if `now` is
 /// one), so every reconcile computes the same plan and the sampler, started now, watches
@@ -189,9 +184,8 @@ async fn settle(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus) -
         if !ctx.writers.stored(obj, over) {
             return Ok(Action::requeue(FINISH_POLL));
         }
-        let api = Api::namespaced(ctx.client.clone(), &ns(obj));
-        finished::mark(&api, obj).await.map_err(Error::Kube)?;
-        return Ok(Action::await_change());
+        ctx.metadata.submit(obj, Change::MarkFinished);
+        return Ok(Action::requeue(metadata_patches::RETRY));
     }
     let owner = owner_tag(&uid);
     let done = converge_record(ctx, &ns(obj), release_all(&old.targets, old.targets.len(), &owner)).await;

@@ -322,7 +322,7 @@ fn the_readme_quick_start_runs_on_a_real_node() {
         let count = |s: &Value| s["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0);
         let counted: Vec<(String, f64)> =
             series.iter().map(|s| (s["metric"]["call"].as_str().unwrap_or("").to_string(), count(s))).collect();
-        let all = ["resolve_targets", "toxiproxy_converge", "status_patch", "event"];
+        let all = ["resolve_targets", "toxiproxy_converge", "status_patch", "event", "metadata_patch"];
         let seen = |c: &str| counted.iter().any(|(n, v)| n == c && *v > 0.0);
         if all.iter().all(|c| seen(c)) { Ok(counted) } else { Err(format!("{counted:?}")) }
     });

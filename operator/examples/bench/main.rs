@@ -291,7 +291,7 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
     }
     let rec = gained(RECONCILE, "");
     println!("  reconciles: {}; duration {}", rec.count(), rec.summary());
-    for call in ["resolve_targets", "toxiproxy_converge", "status_patch", "event"] {
+    for call in ["resolve_targets", "toxiproxy_converge", "status_patch", "event", "metadata_patch"] {
         let c = gained(CALLS, &format!("call=\"{call}\""));
         println!("    {call:<18} {:>6} calls; {}", c.count(), c.summary());
     }
