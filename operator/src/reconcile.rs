@@ -3,7 +3,7 @@
 //! needs to continue after a crash is on the resource.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
@@ -214,28 +214,32 @@ fn merge_observations(mut have: Vec<PhaseObservation>, new: Vec<PhaseObservation
     have
 }
 
-/// The claim of every other scenario on the shared proxies, from the cache and from the runs this
-/// process admitted that the cache may not show yet.
-async fn claims(ctx: &Context, me: &ChaosScenario, admitted: &HashMap<String, BTreeSet<String>>) -> Vec<queue::Claim> {
+/// The claims of the other scenarios that share a proxy with `me` (no other can block it), from the
+/// cache and from the runs this process admitted that the cache may not show yet. It looks at every
+/// scenario under the admission lock, so it copies nothing of the others.
+async fn claims(ctx: &Context, me: &queue::Claim, admitted: &HashMap<String, BTreeSet<String>>) -> Vec<queue::Claim> {
     let mut out = Vec::new();
     for o in ctx.store.state() {
-        let uid = o.uid().unwrap_or_default();
-        if Some(&uid) == me.uid().as_ref() {
+        let uid = o.metadata.uid.as_deref().unwrap_or_default();
+        if uid == me.uid {
             continue;
         }
-        let state =
-            queue::state(o.status.as_ref(), o.metadata.deletion_timestamp.is_some(), admitted.contains_key(&uid));
+        let just_admitted = admitted.get(uid);
+        let state = queue::state(o.status.as_ref(), o.metadata.deletion_timestamp.is_some(), just_admitted.is_some());
         if state == queue::State::Done {
             continue;
         }
-        let mut proxies = ctx.known_keys.of(&o).await;
-        proxies.extend(admitted.get(&uid).into_iter().flatten().cloned());
+        let known = ctx.known_keys.of(&o).await;
+        let shares = |keys: &BTreeSet<String>| keys.iter().any(|k| me.proxies.contains(k));
+        if !shares(&known) && !just_admitted.is_some_and(shares) {
+            continue;
+        }
         out.push(queue::Claim {
             key: scenario_key(&*o),
-            uid,
+            uid: uid.to_string(),
             created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
             state,
-            proxies,
+            proxies: known.iter().chain(just_admitted.into_iter().flatten()).cloned().collect(),
         });
     }
     out
@@ -264,7 +268,7 @@ async fn admit(
         state: queue::State::Waits,
         proxies: targets::keys(&ns(obj), &obj.spec.targets, &record, targets).await,
     };
-    let others = claims(ctx, obj, &admitted).await;
+    let others = claims(ctx, &me, &admitted).await;
     if let Some((b, shared)) = queue::blocker(&me, &others) {
         let generation = obj.meta().generation.unwrap_or_default();
         let message = format!("waiting for {}: both drive the proxy {shared}", b.key);
@@ -280,13 +284,13 @@ async fn admit(
         return false;
     }
     // The cache shows an admission within seconds: only what it does not show yet is kept.
-    let cached: HashMap<String, bool> = ctx
-        .store
-        .state()
+    let cached = ctx.store.state();
+    let not_started: HashSet<&str> = cached
         .iter()
-        .map(|s| (s.uid().unwrap_or_default(), s.status.as_ref().is_some_and(|st| st.started_at.is_some())))
+        .filter(|s| s.status.as_ref().is_none_or(|st| st.started_at.is_none()))
+        .filter_map(|s| s.metadata.uid.as_deref())
         .collect();
-    admitted.retain(|uid, _| cached.get(uid) == Some(&false));
+    admitted.retain(|uid, _| not_started.contains(uid.as_str()));
     admitted.insert(me.uid, me.proxies);
     true
 }

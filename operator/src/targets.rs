@@ -4,7 +4,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
-    sync::{LazyLock, Mutex},
+    sync::{Arc, LazyLock, Mutex},
     time::{Duration, Instant},
 };
 
@@ -108,20 +108,24 @@ pub async fn keys(ns: &str, spec: &Targets, record: &[TargetStatus], resolved: &
 /// The [`keys`] of each scenario seen, by uid, with the resource version they were computed at:
 /// admission needs those of every other scenario, and they change only with its spec or status.
 #[derive(Default)]
-pub struct KnownKeys(Mutex<HashMap<String, (String, BTreeSet<String>)>>);
+pub struct KnownKeys(Mutex<HashMap<String, Versioned>>);
+
+/// A scenario's keys, and the resource version they were computed at.
+type Versioned = (String, Arc<BTreeSet<String>>);
 
 impl KnownKeys {
-    /// The keys of what `s` drives or may drive, from its spec and record.
-    pub async fn of(&self, s: &ChaosScenario) -> BTreeSet<String> {
-        let (uid, version) = (s.uid().unwrap_or_default(), s.resource_version().unwrap_or_default());
-        if let Some((at, keys)) = self.0.lock().expect("keys").get(&uid)
-            && *at == version
+    /// The keys of what `s` drives or may drive, from its spec and record. Shared, not copied: an
+    /// admission asks for every other scenario's, under the admission lock.
+    pub async fn of(&self, s: &ChaosScenario) -> Arc<BTreeSet<String>> {
+        let (uid, version) = (s.metadata.uid.as_deref().unwrap_or_default(), s.metadata.resource_version.as_deref());
+        if let Some((at, keys)) = self.0.lock().expect("keys").get(uid)
+            && Some(at.as_str()) == version
         {
             return keys.clone();
         }
         let record = s.status.as_ref().map(|st| st.targets.as_slice()).unwrap_or_default();
-        let keys = keys(&s.namespace().unwrap_or_default(), &s.spec.targets, record, &[]).await;
-        self.0.lock().expect("keys").insert(uid, (version, keys.clone()));
+        let keys = Arc::new(keys(&s.namespace().unwrap_or_default(), &s.spec.targets, record, &[]).await);
+        self.0.lock().expect("keys").insert(uid.to_string(), (version.unwrap_or_default().to_string(), keys.clone()));
         keys
     }
 
