@@ -8,18 +8,13 @@ use std::{
 
 use chaoslab_core::{api::ChaosScenario, verification::RunVerifier};
 use chaoslab_toxiproxy::RetryPolicy;
-use kube::{
-    Client,
-    runtime::{events::Recorder, reflector::Store},
-};
-use tokio::sync::{Mutex, Semaphore};
+use kube::{Client, runtime::reflector::Store};
+use tokio::sync::Mutex;
 
 use crate::{
-    leader::Leadership, metadata_patches::MetadataPatches, metrics::Metrics, sampler::Samplers, status_writer::Writers,
-    stop::Stops, targets::KnownKeys,
+    events::Events, leader::Leadership, metadata_patches::MetadataPatches, metrics::Metrics, sampler::Samplers,
+    status_writer::Writers, stop::Stops, targets::KnownKeys,
 };
-
-pub const EVENTS_IN_FLIGHT: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -38,7 +33,8 @@ pub struct Context {
     pub config: Config,
     /// One HTTP client for every Toxiproxy (see `chaoslab_toxiproxy::Client::http`).
     pub toxiproxy_http: reqwest::Client,
-    pub recorder: Recorder,
+    /// Events on scenarios, published in the background.
+    pub events: Events,
     pub metrics: Metrics,
     pub samplers: Samplers,
     pub store: Store<ChaosScenario>,
@@ -53,9 +49,6 @@ pub struct Context {
     pub known_keys: KnownKeys,
     /// How well each running scenario's targets held each phase's state, by uid.
     pub verifiers: std::sync::Mutex<HashMap<String, RunVerifier>>,
-    /// Events being published at once: at most [`EVENTS_IN_FLIGHT`]. kube's client speaks HTTP/1.1,
-    /// so each is a connection to the apiserver; the status writes have their own budget.
-    pub events_in_flight: Arc<Semaphore>,
     /// Namespaces under an emergency stop.
     pub stops: Arc<Stops>,
 }

@@ -11,7 +11,6 @@ use kube::{
     runtime::{
         Controller, Predicate, PredicateConfig, WatchStreamExt,
         controller::Action,
-        events::{Recorder, Reporter},
         finalizer::{Event as Finalizer, finalizer},
         predicates,
         reflector::{self, ObjectRef},
@@ -19,11 +18,12 @@ use kube::{
         watcher,
     },
 };
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use crate::{
-    context::{Config, Context, EVENTS_IN_FLIGHT},
+    context::{Config, Context},
     error::Error,
+    events::{Events, Reporter},
     finished,
     metadata_patches::{self, Change, FINALIZER, MetadataPatches},
     metrics::{Metrics, scenario_key},
@@ -187,9 +187,11 @@ pub async fn run(
         })
         .trigger_backoff(WatchRetry::default())
         .graceful_shutdown_on(shutdown);
-    let reporter = Reporter { controller: "chaoslab-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let controller_name = "chaoslab-operator".to_string();
+    let instance = std::env::var("POD_NAME").unwrap_or_else(|_| controller_name.clone());
+    let reporter = Reporter { controller: controller_name, instance };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: Events::new(client.clone(), reporter, metrics.clone()),
         samplers,
         writers: Writers::new(client.clone(), store.clone(), metrics.clone()),
         metadata: MetadataPatches::new(client.clone(), metrics.clone()),
@@ -198,7 +200,6 @@ pub async fn run(
         toxiproxy_http,
         admitted: Mutex::new(HashMap::new()),
         known_keys: Default::default(),
-        events_in_flight: Arc::new(Semaphore::new(EVENTS_IN_FLIGHT)),
         verifiers: std::sync::Mutex::new(HashMap::new()),
         client,
         config,

@@ -5,6 +5,7 @@ mod context;
 mod controller;
 mod converge;
 mod error;
+mod events;
 mod finished;
 mod leader;
 mod metadata_patches;

@@ -64,27 +64,9 @@ async fn resolve_targets(ctx: &Context, obj: &ChaosScenario) -> Result<Vec<Targe
     targets::resolve(&ctx.client, obj).await
 }
 
-/// Publishes an Event without waiting for it: nothing a reconcile decides depends on it, and at a
-/// shared boundary hundreds of them queue at the apiserver behind the status writes. A few at a
-/// time (see `context::EVENTS_IN_FLIGHT`).
+/// Publishes an Event in the background (see `events.rs`).
 fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &str, note: String) {
-    let ev = kube::runtime::events::Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    let (recorder, reference, key) = (ctx.recorder.clone(), obj.object_ref(&()), scenario_key(obj));
-    let (in_flight, metrics) = (ctx.events_in_flight.clone(), ctx.metrics.clone());
-    tokio::spawn(async move {
-        let Ok(_permit) = in_flight.acquire().await else { return };
-        let timer = metrics.time(Call::Event);
-        if let Err(e) = recorder.publish(&ev, &reference).await {
-            tracing::warn!(scenario = %key, "cannot publish event: {e}");
-        }
-        drop(timer);
-    });
+    ctx.events.publish(obj, type_, reason, note);
 }
 
 /// Hands `status` to the scenario's writer if it differs (see `status_writer.rs`), with an Event
