@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chaoslab_core::api::{ChaosScenario, Phase};
-use chaoslab_testenv::{ToxiproxyServer, free_port};
+use chaoslab_testenv::{ScratchDir, ToxiproxyServer, free_port};
 use chaoslab_toxiproxy::NewProxy;
 use common::*;
 use jiff::{SignedDuration, Timestamp};
@@ -91,12 +91,15 @@ async fn faults_lost_by_a_restarted_toxiproxy_are_back_within_two_seconds() {
     api.create(&PostParams::default(), &scenario("r", LOSS, admin, None, ("1s", "10s", "2s"))).await.unwrap();
     wait_for(&api, "r", Duration::from_secs(30), |s| phase(s) == Some(Phase::Testing)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // The sidecar restarts with an empty state; its proxy comes back from its config, without toxics.
+    // The sidecar restarts with an empty state; its proxy comes back from its config, without toxics,
+    // before its admin API answers (created after, the operator could see it missing: a 404, which
+    // fails the run).
     let (ip, listen) = (backends[0].toxiproxy.ip, backends[0].listen.clone());
+    let dir = ScratchDir::new("restart-config");
+    let proxy = NewProxy { name: "backend".into(), listen, upstream: backends[0].redis.addr(), enabled: Some(true) };
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&[&proxy]).unwrap()).unwrap();
     backends[0].toxiproxy.process.kill();
-    backends[0].toxiproxy = ToxiproxyServer::start_at(ip, admin);
-    let proxy = NewProxy { name: "backend".into(), listen, upstream: backends[0].redis.addr(), enabled: None };
-    backends[0].client().create_proxy(&proxy).await.unwrap();
+    backends[0].toxiproxy = ToxiproxyServer::start_at_with_config(ip, admin, &dir.join("config.json"));
     let t0 = Instant::now();
     while backends[0].client().toxics("backend").await.unwrap().is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(2), "the faults are not back after 2 s");

@@ -21,9 +21,19 @@ impl ToxiproxyServer {
 
     /// On another loopback address (127.x.y.z), e.g. as the "pod IP" of a test Pod.
     pub fn start_at(ip: Ipv4Addr, port: u16) -> Self {
+        Self::spawn(ip, port, &[])
+    }
+
+    /// Like [`start_at`](Self::start_at), with the proxies of a `-config` file (a JSON array of
+    /// `{name, listen, upstream}`) there before the admin API answers, as a sidecar restarts.
+    pub fn start_at_with_config(ip: Ipv4Addr, port: u16, config: &std::path::Path) -> Self {
+        Self::spawn(ip, port, &["-config", config.to_str().expect("a UTF-8 path")])
+    }
+
+    fn spawn(ip: Ipv4Addr, port: u16, extra: &[&str]) -> Self {
         assert!(ip.is_loopback(), "tests listen on loopback only, not {ip}");
         let mut cmd = Command::new(toxiproxy_server_bin());
-        cmd.args(["-host", &ip.to_string(), "-port", &port.to_string()]).env("LOG_LEVEL", "warn");
+        cmd.args(["-host", &ip.to_string(), "-port", &port.to_string()]).args(extra).env("LOG_LEVEL", "warn");
         let process = Managed::spawn(&format!("toxiproxy-{ip}-{port}"), cmd);
         let addr: SocketAddr = (ip, port).into();
         assert!(
