@@ -145,11 +145,18 @@ impl Seen {
         Some((p.name.clone(), p.count + 1))
     }
 
-    /// The Event `name` was published (created, or its series bumped) for `key`.
+    /// The Event `name` was published (created, or its series bumped) for `key`. A new name is a
+    /// new Event (the old one's window had passed, not yet swept): its count starts again.
     fn sent(&mut self, key: Key, name: String, now: Instant) {
-        let p = self.by_key.entry(key).or_insert(Published { name, count: 0, last: now });
-        p.count += 1;
-        p.last = now;
+        match self.by_key.get_mut(&key) {
+            Some(p) if p.name == name => {
+                p.count += 1;
+                p.last = now;
+            }
+            _ => {
+                self.by_key.insert(key, Published { name, count: 1, last: now });
+            }
+        }
     }
 }
 
@@ -182,5 +189,20 @@ mod tests {
         let later = t0 + SERIES_WINDOW + Duration::from_secs(61);
         assert_eq!(seen.repeat(&key("Testing"), later), None);
         assert!(seen.by_key.is_empty(), "dropped at the sweep");
+    }
+
+    #[test]
+    fn a_new_event_after_the_window_counts_from_one_even_before_the_sweep() {
+        let mut seen = Seen::default();
+        let t0 = Instant::now();
+        seen.repeat(&key("Testing"), t0);
+        seen.sent(key("Testing"), "s.1".into(), t0);
+        seen.sent(key("Testing"), "s.1".into(), t0);
+        // Past the window, within a minute of the last sweep: the entry is stale, not yet dropped.
+        let t1 = t0 + SERIES_WINDOW;
+        seen.swept = Some(t1);
+        assert_eq!(seen.repeat(&key("Testing"), t1), None);
+        seen.sent(key("Testing"), "s.2".into(), t1);
+        assert_eq!(seen.repeat(&key("Testing"), t1), Some(("s.2".into(), 2)), "the new Event, from 1");
     }
 }
