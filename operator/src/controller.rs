@@ -53,6 +53,9 @@ pub fn api<K: Resource<DynamicType = (), Scope = NamespaceResourceScope>>(
     }
 }
 
+/// Seconds: a reconcile this slow is logged at warn.
+const SLOW_RECONCILE: f64 = 1.0;
+
 async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_duration.start_timer();
     let key = scenario_key(&*obj);
@@ -76,7 +79,12 @@ async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     let took = timer.stop_and_record();
-    tracing::debug!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), "reconciled");
+    if took >= SLOW_RECONCILE {
+        // Its next phase change may be as late: see the "slow call" lines for which call it was.
+        tracing::warn!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), "slow reconcile");
+    } else {
+        tracing::debug!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), "reconciled");
+    }
     ctx.metrics.reconciles.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
     if let Err(e) = &result {
         ctx.metrics.errors.with_label_values(&[e.metric_label()]).inc();

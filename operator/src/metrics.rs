@@ -67,8 +67,27 @@ pub fn scenario_key(s: &impl Resource) -> String {
 
 impl Metrics {
     /// Times `call` until the returned timer is dropped.
-    pub fn time(&self, call: Call) -> prometheus::HistogramTimer {
-        self.calls.with_label_values(&[call.label()]).start_timer()
+    pub fn time(&self, call: Call) -> CallTimer {
+        CallTimer { call, timer: Some(self.calls.with_label_values(&[call.label()]).start_timer()) }
+    }
+}
+
+/// A call slower than this is logged at warn, with the scenario (the reconcile's span) where there
+/// is one: the histogram says that some call was slow, the log says which scenario waited.
+const SLOW_CALL: f64 = 1.0;
+
+/// Records its call's duration when dropped.
+pub struct CallTimer {
+    call: Call,
+    timer: Option<prometheus::HistogramTimer>,
+}
+
+impl Drop for CallTimer {
+    fn drop(&mut self) {
+        let seconds = self.timer.take().map_or(0.0, |t| t.stop_and_record());
+        if seconds >= SLOW_CALL {
+            tracing::warn!(call = self.call.label(), ms = (seconds * 1e3) as u64, "slow call");
+        }
     }
 }
 

@@ -1,6 +1,9 @@
 //! HTTP calls, timeouts and retries.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use chaoslab_core::toxic::Toxic;
 use reqwest::{Method, StatusCode};
@@ -98,25 +101,26 @@ impl Client {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = describe(&e, self.policy.timeout);
-                    tracing::debug!(url = %self.base, %call, attempt, error = %last, "toxiproxy call failed");
-                    continue;
+            let started = Instant::now();
+            let reply = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    resp.text().await.map(|text| (status, text))
                 }
+                Err(e) => Err(e),
             };
-            let status = resp.status();
-            let text = match resp.text().await {
-                Ok(t) => t,
-                Err(e) => {
-                    last = describe(&e, self.policy.timeout);
-                    continue;
-                }
+            let outcome = match &reply {
+                Ok((status, _)) => status.to_string(),
+                Err(e) => describe(e, self.policy.timeout),
+            };
+            note_attempt(&self.base, &call, attempt, started.elapsed(), &outcome);
+            let Ok((status, text)) = reply else {
+                last = outcome;
+                continue;
             };
             if matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
             {
-                last = format!("{status}");
+                last = outcome;
                 continue;
             }
             if !status.is_success() {
@@ -211,6 +215,20 @@ impl Client {
     /// Enables every proxy and removes every toxic, chaoslab's or not.
     pub async fn reset(&self) -> Result<(), Error> {
         self.call::<Value>(Method::POST, "/reset", None).await.map(drop)
+    }
+}
+
+/// An attempt slower than this is logged at warn: an admin call takes milliseconds, so one this slow
+/// (Toxiproxy starved or stuck, a connection lost) is what delays a phase change, and the log line
+/// says which Toxiproxy and which call.
+const SLOW_ATTEMPT: Duration = Duration::from_secs(1);
+
+fn note_attempt(url: &str, call: &str, attempt: u32, took: Duration, outcome: &str) {
+    let ms = took.as_millis();
+    if took >= SLOW_ATTEMPT {
+        tracing::warn!(%url, %call, attempt, ms, %outcome, "slow toxiproxy call");
+    } else {
+        tracing::trace!(%url, %call, attempt, ms, %outcome, "toxiproxy call");
     }
 }
 
