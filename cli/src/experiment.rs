@@ -147,7 +147,7 @@ impl<'a> Experiment<'a> {
         let calls: Vec<Target> = servers
             .iter()
             .zip(desired)
-            .map(|(s, desired)| Target { client: &s.toxiproxy, proxy: &s.proxy, desired })
+            .map(|(s, desired)| Target { client: &s.toxiproxy, proxy: &s.proxy, desired, known: None })
             .collect();
         let mut held = Vec::new();
         for (s, report) in servers.iter().zip(converge_all(&calls).await) {

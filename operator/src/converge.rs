@@ -3,7 +3,7 @@
 //! each proxy holds, or may hold where a call failed.
 
 use chaoslab_core::{api::TargetStatus, faults::DesiredProxy, verification::Finding};
-use chaoslab_toxiproxy::{Client as Toxiproxy, Target, converge_all};
+use chaoslab_toxiproxy::{Client as Toxiproxy, Known, Target, converge_all};
 
 use crate::{context::Context, error::Problem, metrics::Call, record, targets};
 
@@ -60,7 +60,12 @@ pub async fn converge_record(ctx: &Context, ns: &str, jobs: Vec<Job>) -> Converg
     let calls: Vec<Target> = jobs
         .iter()
         .zip(&clients)
-        .filter_map(|(j, c)| Some(Target { client: c.as_ref().ok()?, proxy: &j.entry.proxy, desired: &j.desired }))
+        .filter_map(|(j, c)| {
+            // An entry whose last call succeeded says what the proxy holds: a phase change need not
+            // read it first (see `converge_from`); the next check does.
+            let known = j.entry.error.is_none().then_some(Known { enabled: j.entry.enabled, held: &j.entry.toxics });
+            Some(Target { client: c.as_ref().ok()?, proxy: &j.entry.proxy, desired: &j.desired, known })
+        })
         .collect();
     let timer = ctx.metrics.time(Call::ToxiproxyConverge);
     let mut reports = converge_all(&calls).await.into_iter();

@@ -10,6 +10,6 @@ mod error;
 mod model;
 
 pub use client::{Client, RetryPolicy, install_crypto_provider};
-pub use converge::{ConvergeReport, Target, converge_all};
+pub use converge::{ConvergeReport, Known, Target, converge_all};
 pub use error::Error;
 pub use model::{NewProxy, Proxy};

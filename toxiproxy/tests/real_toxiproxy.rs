@@ -12,7 +12,7 @@ use chaoslab_core::{
     toxic::{Stream, Toxic, ToxicType},
 };
 use chaoslab_testenv::{ProxiedRedis, RedisServer, ToxiproxyServer, free_port, loopback_ip, proxied_redis};
-use chaoslab_toxiproxy::{Client, Error, NewProxy, RetryPolicy};
+use chaoslab_toxiproxy::{Client, Error, Known, NewProxy, RetryPolicy};
 
 const OWNER: &str = "t35t0wnr";
 
@@ -226,6 +226,47 @@ async fn a_run_only_ever_undoes_its_own_faults() {
     let released = c.converge("backend", &DesiredProxy::release(a)).await.unwrap();
     assert!(!released.toggled && !released.enabled);
     assert!(!c.proxy("backend").await.unwrap().enabled);
+}
+
+/// A phase change made from what the caller knew, without reading the proxy first, ends in the same
+/// state as a converge that reads it, even where the belief was stale.
+#[tokio::test]
+async fn a_phase_change_from_a_known_state_lands_even_where_the_belief_is_stale() {
+    let lab = lab().await;
+    let c = &lab.client;
+    let names = |d: &DesiredProxy| d.toxics.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    let testing = desired_for(&loss(0, 30.0), OWNER, ProxyKind::Toxiproxy);
+    let state = |p: chaoslab_toxiproxy::Proxy| (p.enabled, p.toxics.into_iter().map(|t| t.name).collect::<Vec<_>>());
+
+    // Stale: one of the toxics is already there (a reply lost on the way back): it is adopted.
+    c.create_toxic("backend", &testing.toxics[0]).await.unwrap();
+    let known = Known { enabled: true, held: &[] };
+    let report = c.converge_from("backend", &testing, Some(known)).await.unwrap();
+    assert_eq!(report.held, names(&testing));
+    let (enabled, mut on) = state(c.proxy("backend").await.unwrap());
+    on.sort();
+    let mut want = names(&testing);
+    want.sort();
+    assert!(enabled);
+    assert_eq!(on, want);
+
+    // Stale: one of the held toxics is gone already (removed by hand): removing it is a no-op.
+    c.delete_toxic("backend", &testing.toxics[1].name).await.unwrap();
+    let held = names(&testing);
+    let back =
+        c.converge_from("backend", &DesiredProxy::clean(OWNER), Some(Known { enabled: true, held: &held })).await;
+    assert_eq!(back.unwrap().removed, held);
+    assert_eq!(state(c.proxy("backend").await.unwrap()), (true, vec![]));
+
+    // A down and back, in the crash-safe order.
+    let down = desired_for(&down(0), OWNER, ProxyKind::Toxiproxy);
+    c.converge_from("backend", &down, Some(Known { enabled: true, held: &[] })).await.unwrap();
+    assert_eq!(state(c.proxy("backend").await.unwrap()), (false, names(&down)));
+    let marker = names(&down);
+    let release = DesiredProxy::release(OWNER);
+    let up = c.converge_from("backend", &release, Some(Known { enabled: false, held: &marker })).await;
+    assert!(up.unwrap().toggled);
+    assert_eq!(state(c.proxy("backend").await.unwrap()), (true, vec![]));
 }
 
 #[tokio::test]
