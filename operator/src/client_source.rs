@@ -71,7 +71,8 @@ fn failed(error: String) -> Reading {
 /// (name, IP) of the Ready, not terminating pods matching `selector` in `ns`.
 async fn ready_pods(kube: &Client, ns: &str, selector: &str) -> Result<Vec<(String, String)>, String> {
     let pods = Api::<Pod>::namespaced(kube.clone(), ns)
-        .list(&ListParams::default().labels(selector))
+        // From the apiserver's cache, as the targets are (see `targets::resolve`).
+        .list(&ListParams::default().labels(selector).match_any())
         .await
         .map_err(|e| format!("listing the client's pods ({selector}) in {ns}: {e}"))?;
     Ok(pods

@@ -74,7 +74,9 @@ async fn addresses(host: &str, port: u16) -> Vec<IpAddr> {
 pub async fn pod_gone(client: &Client, ns: &str, entry: &TargetStatus) -> bool {
     let Some(uid) = &entry.pod_uid else { return false };
     // A list by name, not a get: the operator's role lists pods and needs nothing more.
-    let by_name = ListParams::default().fields(&format!("metadata.name={}", entry.name));
+    // From the apiserver's cache (see `resolve`): a pod shown there a moment after it went only
+    // keeps the entry until the next call.
+    let by_name = ListParams::default().fields(&format!("metadata.name={}", entry.name)).match_any();
     match Api::<Pod>::namespaced(client.clone(), ns).list(&by_name).await {
         Ok(pods) => !pods.items.iter().any(|p| p.metadata.uid.as_ref() == Some(uid)),
         Err(_) => false,
@@ -176,8 +178,11 @@ pub async fn resolve(client: &Client, s: &ChaosScenario) -> Result<Vec<Target>, 
     }
     let ns = s.metadata.namespace.as_deref().unwrap_or("default");
     let selector = label_selector(t).map_err(|e| Problem::new(Kind::SpecInvalid, e))?;
+    // Served from the apiserver's watch cache (resourceVersion 0), not read through from etcd: a
+    // reconcile lists its pods every sample, and a consistent read costs the apiserver an etcd round
+    // trip and waits out any etcd stall (a slow disk). A pod the cache shows late is found next sample.
     let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&selector).match_any())
         .await
         .map_err(|e| Problem::new(Kind::KubeApi, format!("listing pods matching {selector:?} in {ns}: {e}")))?;
     let mut pods: Vec<Pod> = pods.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
