@@ -316,14 +316,24 @@ fn sampler_of(
 
 /// How late a phase change is applied, against its planned boundary: a metric, and a debug line
 /// per scenario (target `chaoslab_operator::lateness`).
-fn observe_lateness(ctx: &Context, obj: &ChaosScenario, old: Option<Phase>, plan: &Plan, phase: Phase, now: Timestamp) {
+/// `began` is when the reconcile began: the debug line splits the lateness into the wait for a
+/// reconcile and the reconcile's own work.
+fn observe_lateness(
+    ctx: &Context,
+    obj: &ChaosScenario,
+    old: Option<Phase>,
+    plan: &Plan,
+    phase: Phase,
+    began: Timestamp,
+) {
     if old.is_some_and(|p| p != phase && (p == Phase::Pending || Phase::TIMED.contains(&p)))
         && let Some(boundary) = plan.starts(phase)
     {
-        let late = now.duration_since(boundary).as_secs_f64().max(0.0);
+        let late = Timestamp::now().duration_since(boundary).as_secs_f64().max(0.0);
+        let began_ms = began.duration_since(boundary).as_secs_f64() * 1e3;
         ctx.metrics.phase_transition_lateness.with_label_values(&[phase.as_str()]).observe(late);
         tracing::debug!(target: "chaoslab_operator::lateness", scenario = %scenario_key(obj), phase = phase.as_str(),
-            late_ms = late * 1e3, "phase change applied");
+            late_ms = late * 1e3, began_ms, "phase change applied");
     }
 }
 
@@ -543,7 +553,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::requeue(RECORD_POLL));
     }
     let done = converge_record(&ctx, &ns(&obj), jobs(&record, &moment.targets, &owner)).await;
-    observe_lateness(&ctx, &obj, old.phase, &plan, moment.phase, Timestamp::now());
+    observe_lateness(&ctx, &obj, old.phase, &plan, moment.phase, now);
     if let Some(p) = done.problems.iter().find(|p| p.kind.is_permanent()) {
         return fail(&ctx, &obj, &old, &done.record, targets.len(), p.clone()).await;
     }

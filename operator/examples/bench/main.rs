@@ -25,7 +25,8 @@ use histogram::Buckets;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, reflector, watcher},
 };
 use serde_json::json;
 
@@ -33,6 +34,8 @@ const STOP: &str = "chaoslab.dev/stop";
 const LATENESS: &str = "chaoslab_operator_phase_transition_lateness_seconds";
 const RECONCILE: &str = "chaoslab_operator_reconcile_duration_seconds";
 const CALLS: &str = "chaoslab_operator_call_duration_seconds";
+/// How many of a round's operator warnings are printed.
+const WARNINGS_SHOWN: usize = 8;
 /// Proxies per toxiproxy-server.
 const PER_SERVER: usize = 50;
 
@@ -164,25 +167,59 @@ impl Operator {
         reqwest::get(&self.metrics_url).await.unwrap().text().await.unwrap()
     }
 
-    /// From the operator's debug lines: the latest phase change of the scenarios whose key
-    /// contains `prefix`, apart from those containing `apart`; and the latest of those.
-    fn worst_lateness(&self, prefix: &str, apart: &str) -> (f64, f64) {
+    /// From the operator's debug lines, which give each phase change's exact lateness: those of the
+    /// scenarios whose key contains `prefix` but not `apart`, and the latest of those containing it.
+    fn lateness(&self, prefix: &str, apart: &str) -> Lateness {
         let log = std::fs::read_to_string(&self.process.log).unwrap_or_default();
-        let (mut worst, mut apart_worst) = (0.0f64, 0.0f64);
+        let mut out = Lateness { late: Vec::new(), began: Vec::new(), apart_worst: 0.0, latest: String::new() };
+        let mut latest = 0.0;
+        let field = |line: &str, name: &str| {
+            line.split(&format!("{name}=")).nth(1).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        };
         for line in log.lines().filter(|l| l.contains("phase change applied") && l.contains(prefix)) {
-            let Some(ms) = line.split("late_ms=").nth(1).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            else {
-                continue;
-            };
-            if line.contains(apart) { apart_worst = apart_worst.max(ms) } else { worst = worst.max(ms) }
+            let Some(ms) = field(line, "late_ms") else { continue };
+            if line.contains(apart) {
+                out.apart_worst = out.apart_worst.max(ms);
+            } else {
+                if ms > latest {
+                    (latest, out.latest) = (ms, line.to_string());
+                }
+                out.late.push(ms);
+                out.began.extend(field(line, "began_ms"));
+            }
         }
-        (worst, apart_worst)
+        out.late.sort_by(f64::total_cmp);
+        out.began.sort_by(f64::total_cmp);
+        out
+    }
+
+    /// The operator's warnings logged from line `from` on (slow calls and reconciles, failed writes),
+    /// and the number of lines so far: what explains an outlier in the figures.
+    fn warnings_since(&self, from: usize) -> (Vec<String>, usize) {
+        let log = std::fs::read_to_string(&self.process.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let warnings = lines.iter().skip(from).filter(|l| l.contains(" WARN ")).map(|l| l.to_string()).collect();
+        (warnings, lines.len())
     }
 
     async fn idle(&self) -> String {
         let ((), cpu, rss) = watch(self.process.pid(), tokio::time::sleep(Duration::from_secs(10))).await;
         format!("CPU {cpu:.1}% of a core, RSS {rss:.1} MiB")
     }
+}
+
+/// Phase changes' lateness in ms, sorted: in all, and of its reconcile's start.
+struct Lateness {
+    late: Vec<f64>,
+    began: Vec<f64>,
+    apart_worst: f64,
+    /// The debug line of the latest one.
+    latest: String,
+}
+
+/// The `q` quantile of sorted `v` (nearest rank).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0)
 }
 
 enum Release {
@@ -218,19 +255,23 @@ async fn create(api: &Api<ChaosScenario>, scenarios: Vec<ChaosScenario>, release
     }
 }
 
-/// Waits until every scenario whose name starts with `prefix` is in a phase `done` accepts; the
-/// count by phase then.
-async fn wait_all(api: &Api<ChaosScenario>, prefix: &str, done: fn(Option<Phase>) -> bool) -> String {
+/// The label on a round's scenarios, whose value is the round's name prefix.
+const ROUND: &str = "bench.chaoslab.dev/round";
+
+/// Waits until all `count` scenarios of round `prefix` are in a phase `done` accepts; the count by
+/// phase then. Watches them: listing every scenario each second, as this did before, cost the
+/// apiserver the operator shares more than the operator's own writes, the more so with 5,000
+/// finished scenarios in the namespace.
+async fn wait_all(api: &Api<ChaosScenario>, prefix: &str, count: usize, done: fn(Option<Phase>) -> bool) -> String {
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().labels(&format!("{ROUND}={prefix}"));
+    let watch = tokio::spawn(watcher(api.clone(), config).reflect(writer).for_each(|_| async {}));
     let start = std::time::Instant::now();
     loop {
-        let list = api.list(&ListParams::default()).await.unwrap();
-        let phases: Vec<Option<Phase>> = list
-            .items
-            .iter()
-            .filter(|s| s.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
-            .map(|s| s.status.as_ref().and_then(|st| st.phase))
-            .collect();
-        if phases.iter().all(|p| done(*p)) {
+        let phases: Vec<Option<Phase>> =
+            store.state().iter().map(|s| s.status.as_ref().and_then(|st| st.phase)).collect();
+        if phases.len() >= count && phases.iter().all(|p| done(*p)) {
+            watch.abort();
             let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
             for p in &phases {
                 *by.entry(p.map_or("none", Phase::as_str)).or_default() += 1;
@@ -238,8 +279,7 @@ async fn wait_all(api: &Api<ChaosScenario>, prefix: &str, done: fn(Option<Phase>
             return by.iter().map(|(p, c)| format!("{c} {p}")).collect::<Vec<_>>().join(", ");
         }
         assert!(start.elapsed() < Duration::from_secs(300), "{prefix}: scenarios did not get there in 5 min");
-        // Not more often: a list of every scenario is work for the apiserver the operator shares.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -252,21 +292,25 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
     if with_slow {
         scenarios.push(scenario(&format!("{prefix}-slow"), &lab.slow));
     }
+    for s in &mut scenarios {
+        s.metadata.labels = Some([(ROUND.to_string(), prefix.to_string())].into());
+    }
     let count = scenarios.len();
     let before = op.metrics().await;
+    let (_, log_from) = op.warnings_since(usize::MAX);
     let held = matches!(release, Release::AtOnce);
     if held {
         lab.set_stop(true).await;
     }
     create(&api, scenarios, &release).await;
     if held {
-        wait_all(&api, prefix, |p| p == Some(Phase::Queued)).await;
+        wait_all(&api, prefix, count, |p| p == Some(Phase::Queued)).await;
         lab.set_stop(false).await;
     }
     let cp_ticks: u64 = lab.control_plane.iter().map(|p| cpu_ticks(*p)).sum();
     let started = std::time::Instant::now();
     let (phases, cpu, rss) =
-        watch(op.process.pid(), wait_all(&api, prefix, |p| p.is_some_and(Phase::is_terminal))).await;
+        watch(op.process.pid(), wait_all(&api, prefix, count, |p| p.is_some_and(Phase::is_terminal))).await;
     let cp_ticks = lab.control_plane.iter().map(|p| cpu_ticks(*p)).sum::<u64>() - cp_ticks;
     let cp_cpu = cpu_percent(cp_ticks, started.elapsed());
     let after = op.metrics().await;
@@ -284,10 +328,29 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
         let l = gained(LATENESS, &format!("phase=\"{phase}\""));
         println!("    into {phase:<14} {:>5}; lateness {}", l.count(), l.summary());
     }
-    let (worst, slowest) = op.worst_lateness(&format!("/{prefix}-"), &format!("/{prefix}-slow"));
-    println!("  latest phase change: {worst:.1} ms{}", if with_slow { " (not counting the slow one's)" } else { "" });
+    let l = op.lateness(&format!("/{prefix}-"), &format!("/{prefix}-slow"));
+    let (late, began) = (&l.late, &l.began);
+    println!(
+        "  exact, from the debug lines{}: {} phase changes; lateness p50 {:.1} ms, p99 {:.1} ms, latest {:.1} ms",
+        if with_slow { " (not counting the slow one's)" } else { "" },
+        late.len(),
+        quantile(late, 0.5),
+        quantile(late, 0.99),
+        late.last().copied().unwrap_or(0.0)
+    );
+    println!(
+        "    of which before the reconcile began: p50 {:.1} ms, p99 {:.1} ms",
+        quantile(began, 0.5),
+        quantile(began, 0.99)
+    );
+    println!("    the latest: {}", l.latest.split("phase change applied").nth(1).unwrap_or_default().trim());
     if with_slow {
-        println!("  the slow one's latest: {slowest:.1} ms");
+        println!("  the slow one's latest: {:.1} ms", l.apart_worst);
+    }
+    let (warnings, _) = op.warnings_since(log_from);
+    println!("  operator warnings: {}", warnings.len());
+    for w in warnings.iter().take(WARNINGS_SHOWN) {
+        println!("    {w}");
     }
     let rec = gained(RECONCILE, "");
     println!("  reconciles: {}; duration {}", rec.count(), rec.summary());
