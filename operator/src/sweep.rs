@@ -10,15 +10,13 @@ use chaoslab_core::{
 use chaoslab_toxiproxy::{Client as Toxiproxy, RetryPolicy};
 use kube::{Api, ResourceExt, api::ListParams};
 
-/// Scenarios per list call.
-const PAGE: u32 = 50;
+use crate::finished::LIST_PAGE;
 
 /// Sweeps the Toxiproxies that any scenario's status lists. Returns how many toxics it removed.
 pub async fn sweep(api: &Api<ChaosScenario>, policy: RetryPolicy) -> Result<usize, kube::Error> {
     let (mut testing, mut proxies) = (BTreeSet::new(), BTreeSet::new());
-    // By pages: a cluster may keep thousands of finished scenarios, tens of KiB each, and an
-    // allocator seldom gives back what one list of them all took.
-    let mut page = ListParams::default().limit(PAGE);
+    // By pages (see LIST_PAGE): finished scenarios are tens of KiB each.
+    let mut page = ListParams::default().limit(LIST_PAGE);
     loop {
         let list = api.list(&page).await?;
         for s in &list.items {
