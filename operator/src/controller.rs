@@ -83,7 +83,9 @@ async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         // Its next phase change may be as late: see the "slow call" lines for which call it was.
         tracing::warn!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), "slow reconcile");
     } else {
-        tracing::debug!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), "reconciled");
+        // With what comes next: a phase change that began late follows a requeue that was too long.
+        let next = result.as_ref().ok();
+        tracing::debug!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), ?next, "reconciled");
     }
     ctx.metrics.reconciles.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
     if let Err(e) = &result {

@@ -316,6 +316,9 @@ fn sampler_of(
 
 /// How late a phase change is applied, against its planned boundary: a metric, and a debug line
 /// per scenario (target `chaoslab_operator::lateness`).
+/// A reconcile beginning this late after its phase's boundary is logged at warn.
+const BEGAN_LATE_MS: f64 = 1000.0;
+
 /// `began` is when the reconcile began: the debug line splits the lateness into the wait for a
 /// reconcile and the reconcile's own work.
 fn observe_lateness(
@@ -331,6 +334,11 @@ fn observe_lateness(
     {
         let late = Timestamp::now().duration_since(boundary).as_secs_f64().max(0.0);
         let began_ms = began.duration_since(boundary).as_secs_f64() * 1e3;
+        if began_ms >= BEGAN_LATE_MS {
+            // Not a slow call (those warn themselves): the reconcile came late. The controller's
+            // debug lines ("reconciled", with the action each returned) show which requeue it was.
+            tracing::warn!(scenario = %scenario_key(obj), phase = phase.as_str(), began_ms, "phase change began late");
+        }
         ctx.metrics.phase_transition_lateness.with_label_values(&[phase.as_str()]).observe(late);
         tracing::debug!(target: "chaoslab_operator::lateness", scenario = %scenario_key(obj), phase = phase.as_str(),
             late_ms = late * 1e3, began_ms, "phase change applied");

@@ -154,7 +154,7 @@ impl Operator {
         let mut cmd = Command::new(&bin);
         cmd.args(["run", "--namespace", &lab.ns, "--metrics-addr", &format!("127.0.0.1:{port}"), "--max-procs", "2"])
             .env("KUBECONFIG", &lab.kubeconfig)
-            .env("RUST_LOG", "warn,chaoslab_operator::lateness=debug");
+            .env("RUST_LOG", "warn,chaoslab_operator::lateness=debug,chaoslab_operator::controller=debug");
         let op = Self {
             process: Managed::spawn("bench-operator", cmd),
             metrics_url: format!("http://127.0.0.1:{port}/metrics"),
@@ -200,6 +200,25 @@ impl Operator {
         let lines: Vec<&str> = log.lines().collect();
         let warnings = lines.iter().skip(from).filter(|l| l.contains(" WARN ")).map(|l| l.to_string()).collect();
         (warnings, lines.len())
+    }
+
+    /// The last `n` reconciles of the scenario a warning names, before it: for a phase change that
+    /// began late, the action each returned.
+    fn reconciles_before(&self, warning: &str, n: usize) -> Vec<String> {
+        let Some(scenario) = warning.split("scenario=").nth(1).and_then(|s| s.split_whitespace().next()) else {
+            return vec![];
+        };
+        let log = std::fs::read_to_string(&self.process.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().take_while(|l| *l != warning).collect();
+        let mut mine: Vec<String> = lines
+            .iter()
+            .rev()
+            .filter(|l| l.contains("reconciled") && l.contains(&format!("scenario={scenario} ")))
+            .take(n)
+            .map(|l| l.to_string())
+            .collect();
+        mine.reverse();
+        mine
     }
 
     async fn idle(&self) -> String {
@@ -351,6 +370,11 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
     println!("  operator warnings: {}", warnings.len());
     for w in warnings.iter().take(WARNINGS_SHOWN) {
         println!("    {w}");
+        if w.contains("phase change began late") {
+            for r in op.reconciles_before(w, 4) {
+                println!("      before it: {r}");
+            }
+        }
     }
     let rec = gained(RECONCILE, "");
     println!("  reconciles: {}; duration {}", rec.count(), rec.summary());
