@@ -26,7 +26,7 @@ use crate::{
     events::{Events, Reporter},
     finished,
     metadata_patches::{self, Change, FINALIZER, MetadataPatches},
-    metrics::{Metrics, scenario_key},
+    metrics::{Metrics, SLOW_SECONDS, scenario_key},
     reconcile,
     sampler::Samplers,
     status_writer::Writers,
@@ -53,9 +53,6 @@ pub fn api<K: Resource<DynamicType = (), Scope = NamespaceResourceScope>>(
     }
 }
 
-/// Seconds: a reconcile this slow is logged at warn.
-const SLOW_RECONCILE: f64 = 1.0;
-
 async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_duration.start_timer();
     let key = scenario_key(&*obj);
@@ -79,13 +76,13 @@ async fn reconcile(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     let took = timer.stop_and_record();
-    if took >= SLOW_RECONCILE {
+    // With what comes next: a phase change that began late follows a requeue that was too long.
+    let (took_ms, ok, next) = (took * 1e3, result.is_ok(), result.as_ref().ok());
+    if took >= SLOW_SECONDS {
         // Its next phase change may be as late: see the "slow call" lines for which call it was.
-        tracing::warn!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), "slow reconcile");
+        tracing::warn!(scenario = %key, took_ms, ok, ?next, "slow reconcile");
     } else {
-        // With what comes next: a phase change that began late follows a requeue that was too long.
-        let next = result.as_ref().ok();
-        tracing::debug!(scenario = %key, took_ms = took * 1e3, ok = result.is_ok(), ?next, "reconciled");
+        tracing::debug!(scenario = %key, took_ms, ok, ?next, "reconciled");
     }
     ctx.metrics.reconciles.with_label_values(&[if result.is_ok() { "ok" } else { "error" }]).inc();
     if let Err(e) = &result {

@@ -72,9 +72,10 @@ impl Metrics {
     }
 }
 
-/// A call slower than this is logged at warn, with the scenario (the reconcile's span) where there
-/// is one: the histogram says that some call was slow, the log says which scenario waited.
-const SLOW_CALL: f64 = 1.0;
+/// Seconds: a call, a reconcile or a wait for a reconcile this long is logged at warn, with the
+/// scenario (for a call, the reconcile's span) where there is one: the histograms say that something
+/// was slow, the log says which scenario waited.
+pub const SLOW_SECONDS: f64 = 1.0;
 
 /// Records its call's duration when dropped.
 pub struct CallTimer {
@@ -85,7 +86,7 @@ pub struct CallTimer {
 impl Drop for CallTimer {
     fn drop(&mut self) {
         let seconds = self.timer.take().map_or(0.0, |t| t.stop_and_record());
-        if seconds >= SLOW_CALL {
+        if seconds >= SLOW_SECONDS {
             tracing::warn!(call = self.call.label(), ms = (seconds * 1e3) as u64, "slow call");
         }
     }

@@ -28,7 +28,7 @@ use crate::{
     converge::{converge_record, jobs, release_all},
     error::{Error, Kind, Problem},
     metadata_patches::{self, Change},
-    metrics::{Call, scenario_key},
+    metrics::{Call, SLOW_SECONDS, scenario_key},
     queue, record,
     sampler::{Judging, Sampler},
     status,
@@ -315,12 +315,9 @@ fn sampler_of(
 }
 
 /// How late a phase change is applied, against its planned boundary: a metric, and a debug line
-/// per scenario (target `chaoslab_operator::lateness`).
-/// A reconcile beginning this late after its phase's boundary is logged at warn.
-const BEGAN_LATE_MS: f64 = 1000.0;
-
-/// `began` is when the reconcile began: the debug line splits the lateness into the wait for a
-/// reconcile and the reconcile's own work.
+/// per scenario (target `chaoslab_operator::lateness`). `began` is when the reconcile began: the
+/// debug line splits the lateness into the wait for a reconcile and the reconcile's own work, and a
+/// reconcile that began [`SLOW_SECONDS`] late is logged at warn.
 fn observe_lateness(
     ctx: &Context,
     obj: &ChaosScenario,
@@ -334,7 +331,7 @@ fn observe_lateness(
     {
         let late = Timestamp::now().duration_since(boundary).as_secs_f64().max(0.0);
         let began_ms = began.duration_since(boundary).as_secs_f64() * 1e3;
-        if began_ms >= BEGAN_LATE_MS {
+        if began_ms >= SLOW_SECONDS * 1e3 {
             // Not a slow call (those warn themselves): the reconcile came late. The controller's
             // debug lines ("reconciled", with the action each returned) show which requeue it was.
             tracing::warn!(scenario = %scenario_key(obj), phase = phase.as_str(), began_ms, "phase change began late");

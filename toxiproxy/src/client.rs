@@ -113,7 +113,7 @@ impl Client {
                 Ok((status, _)) => status.to_string(),
                 Err(e) => describe(e, self.policy.timeout),
             };
-            note_attempt(&self.base, &call, attempt, started.elapsed(), &outcome);
+            note_attempt(&self.base, &call, attempt, started.elapsed(), &outcome, reply.is_err());
             let Ok((status, text)) = reply else {
                 last = outcome;
                 continue;
@@ -223,10 +223,14 @@ impl Client {
 /// says which Toxiproxy and which call.
 const SLOW_ATTEMPT: Duration = Duration::from_secs(1);
 
-fn note_attempt(url: &str, call: &str, attempt: u32, took: Duration, outcome: &str) {
+/// Logs one attempt: at warn if slow, at debug if it got no reply (as before slow ones were named),
+/// else at trace.
+fn note_attempt(url: &str, call: &str, attempt: u32, took: Duration, outcome: &str, failed: bool) {
     let ms = took.as_millis();
     if took >= SLOW_ATTEMPT {
         tracing::warn!(%url, %call, attempt, ms, %outcome, "slow toxiproxy call");
+    } else if failed {
+        tracing::debug!(%url, %call, attempt, ms, error = %outcome, "toxiproxy call failed");
     } else {
         tracing::trace!(%url, %call, attempt, ms, %outcome, "toxiproxy call");
     }
