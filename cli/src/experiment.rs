@@ -113,7 +113,14 @@ impl<'a> Experiment<'a> {
     /// One step at `now`: converge (and so verify) the proxies, record a sample. Returns the moment;
     /// the run is over once its phase is Completed.
     pub async fn step(&mut self) -> anyhow::Result<Moment> {
-        let now = Timestamp::now();
+        // Woken ahead of a boundary (see `next_check`): the new phase goes on at the boundary.
+        let now = match self.plan.boundary_within_wake(Timestamp::now()) {
+            Some((boundary, left)) => {
+                tokio::time::sleep(left).await;
+                Timestamp::now().max(boundary)
+            }
+            None => Timestamp::now(),
+        };
         let proxies: Vec<_> = self.lab.servers.iter().map(|s| s.kind).collect();
         let moment = engine::moment(&self.spec, &self.owner, &proxies, &self.plan, now)?;
         self.converge(&moment.targets, now).await?;

@@ -26,6 +26,13 @@ pub enum EngineError {
     DuplicateTarget(i32),
 }
 
+/// How far ahead of a phase boundary a run is woken ([`crate::verification::next_check`]). The
+/// step then does its work before the calls (reading status and targets, planning) and waits out the
+/// rest ([`Plan::boundary_within_wake`]), so its calls start at the boundary. Where hundreds of runs
+/// share a boundary, their steps' wait for a turn on the CPU falls before it too: woken at the
+/// boundary, those waits were a third of a phase change's lateness.
+pub const WAKE_AHEAD: Duration = Duration::from_millis(50);
+
 /// The phase timeline of one run, anchored at its start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -122,6 +129,14 @@ impl Plan {
             .into_iter()
             .filter_map(|p| self.starts(p))
             .find(|s| *s > now)
+    }
+
+    /// The next boundary and the wait for it, when it is at most [`WAKE_AHEAD`] away: a step woken
+    /// ahead of a boundary waits it out and then applies the new phase.
+    pub fn boundary_within_wake(&self, now: Timestamp) -> Option<(Timestamp, Duration)> {
+        let next = self.next_deadline(now)?;
+        let left = Duration::try_from(next.duration_since(now)).ok()?;
+        (left <= WAKE_AHEAD).then_some((next, left))
     }
 }
 
@@ -253,6 +268,21 @@ mod tests {
         let just_before = at(30) - SignedDuration::from_nanos(1);
         assert_eq!(run(&s, 3, just_before).unwrap().phase, Phase::Stabilization);
         assert_eq!(run(&s, 3, at(30)).unwrap().phase, Phase::Testing);
+    }
+
+    #[test]
+    fn a_step_woken_ahead_of_a_boundary_waits_for_it_and_no_other_does() {
+        let s = spec("server-0-latency-500ms");
+        let plan = Plan::new(t0(), &s.phases);
+        let ms = SignedDuration::from_millis;
+        assert_eq!(plan.boundary_within_wake(at(30) - ms(50)), Some((at(30), WAKE_AHEAD)));
+        assert_eq!(plan.boundary_within_wake(at(30) - ms(1)), Some((at(30), Duration::from_millis(1))));
+        // A check earlier than that, or a step at the boundary itself, applies what is due now.
+        assert_eq!(plan.boundary_within_wake(at(30) - ms(51)), None);
+        assert_eq!(plan.boundary_within_wake(at(30)), None);
+        // The run's start is a boundary too; after its end there is none.
+        assert_eq!(plan.boundary_within_wake(at(0) - ms(20)), Some((at(0), Duration::from_millis(20))));
+        assert_eq!(plan.boundary_within_wake(plan.end() + ms(1)), None);
     }
 
     #[test]

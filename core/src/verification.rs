@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::{
     api::{Phase, TargetVerification},
-    engine::Plan,
+    engine::{Plan, WAKE_AHEAD},
 };
 
 /// Below this share of a phase verified in place, the checks that judge the phase are not judged.
@@ -123,7 +123,8 @@ impl RunVerifier {
 
 /// How long until the next check of a run in `phase`, whose next boundary is `deadline`: every
 /// `interval` while a timed phase runs, once more just before it ends (so the verification covers it
-/// to its end), and just after the boundary (so the new phase is applied at once).
+/// to its end), and [`WAKE_AHEAD`] before the boundary (that step waits for it and applies the new
+/// phase at once, see [`Plan::boundary_within_wake`]).
 pub fn next_check(
     phase: Phase,
     deadline: Timestamp,
@@ -134,7 +135,7 @@ pub fn next_check(
     let left = Duration::try_from(deadline.duration_since(now)).unwrap_or_default();
     let last = Duration::from_millis(100);
     if !Phase::TIMED.contains(&phase) || left <= last + Duration::from_millis(50) {
-        left + Duration::from_millis(5)
+        left.saturating_sub(WAKE_AHEAD)
     } else {
         interval.min(left - last)
     }
@@ -223,15 +224,18 @@ mod tests {
     }
 
     #[test]
-    fn checks_come_every_interval_once_just_before_a_boundary_and_just_after() {
+    fn checks_come_every_interval_once_just_before_a_boundary_and_ahead_of_it() {
         use std::time::Duration;
         let s = Duration::from_secs(1);
         assert_eq!(next_check(Phase::Testing, at(10), at(5), s), s);
         let near = at(10) - SignedDuration::from_millis(700);
         assert_eq!(next_check(Phase::Testing, at(10), near, s), Duration::from_millis(600));
         let last = at(10) - SignedDuration::from_millis(100);
-        assert_eq!(next_check(Phase::Testing, at(10), last, s), Duration::from_millis(105));
-        assert_eq!(next_check(Phase::Pending, at(10), at(5), s), Duration::from_millis(5005));
+        assert_eq!(next_check(Phase::Testing, at(10), last, s), Duration::from_millis(50));
+        assert_eq!(next_check(Phase::Pending, at(10), at(5), s), Duration::from_millis(4950));
+        // Woken ahead, or late: the step waits for the boundary itself, so no later wake is asked.
+        let woken = at(10) - SignedDuration::from_millis(30);
+        assert_eq!(next_check(Phase::Testing, at(10), woken, s), Duration::ZERO);
     }
 
     #[test]

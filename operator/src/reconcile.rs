@@ -315,9 +315,10 @@ fn sampler_of(
 }
 
 /// How late a phase change is applied, against its planned boundary: a metric, and a debug line
-/// per scenario (target `chaoslab_operator::lateness`). `began` is when the reconcile began: the
-/// debug line splits the lateness into the wait for a reconcile and the reconcile's own work, and a
-/// reconcile that began [`SLOW_SECONDS`] late is logged at warn.
+/// per scenario (target `chaoslab_operator::lateness`). `began` is when the reconcile began (before
+/// the boundary when it was woken ahead, see `WAKE_AHEAD`): the debug line splits the lateness into
+/// the wait for a reconcile and the reconcile's own work, and a reconcile that began
+/// [`SLOW_SECONDS`] late is logged at warn.
 fn observe_lateness(
     ctx: &Context,
     obj: &ChaosScenario,
@@ -326,7 +327,9 @@ fn observe_lateness(
     phase: Phase,
     began: Timestamp,
 ) {
-    if old.is_some_and(|p| p != phase && (p == Phase::Pending || Phase::TIMED.contains(&p)))
+    // From Queued or no status too: a run admitted within WAKE_AHEAD of its start enters
+    // Stabilization in the reconcile that admitted it.
+    if old != Some(phase)
         && let Some(boundary) = plan.starts(phase)
     {
         let late = Timestamp::now().duration_since(boundary).as_secs_f64().max(0.0);
@@ -542,6 +545,17 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         return fail(&ctx, &obj, &old, &record, targets.len(), Problem::new(Kind::SpecInvalid, p)).await;
     }
     let (plan, aborted_at) = plan_of(&ctx, &obj, &old, start);
+    let began = now;
+    let now = match plan.boundary_within_wake(now) {
+        Some((boundary, left)) => {
+            tokio::time::sleep(left).await;
+            if !may_act(&ctx) {
+                return Ok(Action::requeue(NOT_LEADING_RETRY));
+            }
+            Timestamp::now().max(boundary)
+        }
+        None => now,
+    };
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     let sampler = sampler_of(&ctx, &obj, plan, Judging { faults: &faults, target_names: &names }, now);
     let owner = owner_tag(&obj.uid().unwrap_or_default());
@@ -558,7 +572,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::requeue(RECORD_POLL));
     }
     let done = converge_record(&ctx, &ns(&obj), jobs(&record, &moment.targets, &owner)).await;
-    observe_lateness(&ctx, &obj, old.phase, &plan, moment.phase, now);
+    observe_lateness(&ctx, &obj, old.phase, &plan, moment.phase, began);
     if let Some(p) = done.problems.iter().find(|p| p.kind.is_permanent()) {
         return fail(&ctx, &obj, &old, &done.record, targets.len(), p.clone()).await;
     }

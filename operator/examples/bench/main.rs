@@ -12,6 +12,7 @@
 //! - finished present (FINISHED=k): a second operator process starts with k finished scenarios in
 //!   the namespace and runs the shared round again.
 
+mod floor;
 mod histogram;
 mod slow;
 
@@ -358,7 +359,7 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
         late.last().copied().unwrap_or(0.0)
     );
     println!(
-        "    of which before the reconcile began: p50 {:.1} ms, p99 {:.1} ms",
+        "    its reconcile began, from the boundary (negative: woken ahead): p50 {:.1} ms, p99 {:.1} ms",
         quantile(began, 0.5),
         quantile(began, 0.99)
     );
@@ -418,6 +419,18 @@ async fn main() {
         "operator benchmark: {n} scenarios per round on {} toxiproxy-servers, phases 2s/4s/2s, operator --max-procs 2",
         n.div_ceil(PER_SERVER)
     );
+    let floor = floor::measure(&lab.targets).await;
+    println!(
+        "  anchor, the Toxiproxy calls of a shared boundary made at once from one process (no operator, no apiserver writes):"
+    );
+    for (what, done) in [("add a toxic to each", &floor.add), ("remove them", &floor.remove)] {
+        println!(
+            "    {what}: done p50 {:.1} ms, p99 {:.1} ms, all {:.1} ms after the start",
+            quantile(done, 0.5),
+            quantile(done, 0.99),
+            done.last().copied().unwrap_or(0.0)
+        );
+    }
     let op = Operator::start(&lab).await;
     println!("  idle: {}", op.idle().await);
     round(&lab, &op, "shared boundaries", "shared", Release::AtOnce, false).await;
