@@ -102,8 +102,11 @@ impl Default for Metrics {
         )
         .unwrap();
         let reconcile_duration = Histogram::with_opts(
-            HistogramOpts::new("chaoslab_operator_reconcile_duration_seconds", "Reconcile duration")
-                .buckets(DURATION_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "chaoslab_operator_reconcile_duration_seconds",
+                "Reconcile duration, not counting the wait for a phase boundary",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
         )
         .unwrap();
         let toxiproxy_converges = IntCounterVec::new(

@@ -365,6 +365,12 @@ fn write_ahead(
     (old, stored)
 }
 
+tokio::task_local! {
+    /// How long the reconcile in this scope slept for a phase boundary: the controller leaves it
+    /// out of the reconcile's duration, which measures the work.
+    pub static WAITED: std::cell::Cell<Duration>;
+}
+
 /// How soon a run whose record is not written yet looks again.
 const RECORD_POLL: Duration = Duration::from_millis(100);
 
@@ -549,6 +555,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     let now = match plan.boundary_within_wake(now) {
         Some((boundary, left)) => {
             tokio::time::sleep(left).await;
+            let _ = WAITED.try_with(|w| w.set(w.get() + left));
             if !may_act(&ctx) {
                 return Ok(Action::requeue(NOT_LEADING_RETRY));
             }
