@@ -222,9 +222,12 @@ impl Operator {
         mine
     }
 
+    /// Over 10 s from 3 s after the start, which may still be listing finished scenarios: the peak,
+    /// and what is left at the end.
     async fn idle(&self) -> String {
         let ((), cpu, rss) = watch(self.process.pid(), tokio::time::sleep(Duration::from_secs(10))).await;
-        format!("CPU {cpu:.1}% of a core, RSS {rss:.1} MiB")
+        let now = chaoslab_testenv::rss_kib(self.process.pid()) as f64 / 1024.0;
+        format!("CPU {cpu:.1}% of a core, RSS peak {rss:.1} MiB, {now:.1} MiB at the end")
     }
 }
 
