@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use chaoslab_core::toxic::{Stream, Toxic, ToxicType};
+use chaoslab_core::{
+    api::Fault,
+    faults::{ProxyKind, desired_for},
+};
 use chaoslab_toxiproxy::{Client, RetryPolicy};
 use futures::future::join_all;
 
@@ -15,30 +18,24 @@ pub struct Floor {
     pub remove: Vec<f64>,
 }
 
-/// Adds a latency toxic to every target at once, then removes them all at once, as a Testing and a
-/// Recovery boundary do: one call per target, through one shared HTTP client as the operator's.
-pub async fn measure(targets: &[(String, String)]) -> Floor {
+/// Adds `fault`'s toxic (as the operator maps it) to every target at once, then removes them all at
+/// once, as a Testing and a Recovery boundary do: one call per target, through one shared HTTP
+/// client as the operator's.
+pub async fn measure(targets: &[(String, String)], fault: &Fault) -> Floor {
     let policy = RetryPolicy::default();
     let http = Client::http(policy).expect("an HTTP client");
     let clients: Vec<Client> =
         targets.iter().map(|(url, _)| Client::sharing(url, policy, http.clone()).unwrap()).collect();
-    let toxic = Toxic {
-        name: "bench-floor".into(),
-        kind: ToxicType::Latency,
-        stream: Stream::Downstream,
-        toxicity: 1.0,
-        attributes: [("latency".to_string(), 10)].into(),
-    };
+    let desired = desired_for(fault, "bench-floor", ProxyKind::Toxiproxy);
+    let [toxic] = desired.toxics.as_slice() else { panic!("the bench's fault is one toxic: {desired:?}") };
     // Warm the connections as the operator's are by its checks, then let the servers settle.
     join_all(clients.iter().zip(targets).map(|(c, (_, p))| c.toxics(p))).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let add = timed(clients.iter().zip(targets).map(|(c, (_, p))| {
-        let toxic = &toxic;
-        async move { c.create_toxic(p, toxic).await.map(drop) }
-    }))
-    .await;
+    let add =
+        timed(clients.iter().zip(targets).map(|(c, (_, p))| async move { c.create_toxic(p, toxic).await.map(drop) }))
+            .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let remove = timed(clients.iter().zip(targets).map(|(c, (_, p))| c.delete_toxic(p, "bench-floor"))).await;
+    let remove = timed(clients.iter().zip(targets).map(|(c, (_, p))| c.delete_toxic(p, &toxic.name))).await;
     Floor { add, remove }
 }
 

@@ -129,12 +129,17 @@ impl Lab {
     }
 }
 
+/// The fault of every scenario of a round, on its one target.
+fn fault() -> serde_json::Value {
+    json!({"target": 0, "latency": {"delayMs": 10}})
+}
+
 fn scenario(name: &str, (url, proxy): &(String, String)) -> ChaosScenario {
     serde_json::from_value(json!({
         "apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario",
         "metadata": {"name": name},
         "spec": {
-            "faults": [{"target": 0, "latency": {"delayMs": 10}}],
+            "faults": [fault()],
             "targets": {"endpoints": [{"name": "server-0", "url": url, "proxy": proxy}]},
             "phases": {"stabilization": "2s", "testing": "4s", "recovery": "2s"}
         }
@@ -422,7 +427,7 @@ async fn main() {
         "operator benchmark: {n} scenarios per round on {} toxiproxy-servers, phases 2s/4s/2s, operator --max-procs 2",
         n.div_ceil(PER_SERVER)
     );
-    let floor = floor::measure(&lab.targets).await;
+    let floor = floor::measure(&lab.targets, &serde_json::from_value(fault()).unwrap()).await;
     println!(
         "  anchor, the Toxiproxy calls of a shared boundary made at once from one process (no operator, no apiserver writes):"
     );
