@@ -45,6 +45,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod ewma;
+pub mod latency;
 pub mod load;
 pub mod metrics;
 pub mod misbehave;

@@ -29,9 +29,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     client::{Client, OpResult},
     config::{Config, ConfigError},
+    latency::LatencySummary,
     lock,
     metrics::{Metrics, Outcome},
-    report::{LatencySummary, ServerSummary, Snapshot, Summary},
+    report::{ServerSummary, Snapshot, Summary},
     schedule::{ScheduleStats, ScheduleSummary},
     workload::Workload,
 };

@@ -7,7 +7,7 @@ use std::{sync::Mutex, time::Duration};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::report::LatencySummary;
+use crate::latency::LatencySummary;
 
 /// Below this share of `--rate` the run warns.
 pub const ACHIEVED_MIN: f64 = 0.99;
