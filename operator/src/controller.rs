@@ -8,7 +8,7 @@ use std::{
 };
 
 use chaoslab_core::api::ChaosScenario;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -29,7 +29,7 @@ use crate::{
     context::{Config, Context},
     error::Error,
     events::{Events, Reporter},
-    finished,
+    finished, memory,
     metadata_patches::{self, Change, FINALIZER, MetadataPatches},
     metrics::{Metrics, SLOW_SECONDS, scenario_key},
     reconcile,
@@ -181,6 +181,11 @@ pub async fn run(
     let (store, writer) = reflector::store();
     // managedFields are most of a scenario's metadata and nothing here reads them.
     let scenarios = watcher(scenarios_api, finished::unfinished())
+        .inspect_ok(|e| {
+            if matches!(e, watcher::Event::InitDone) {
+                memory::release_free_heap();
+            }
+        })
         .modify(|s| s.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod finished;
 mod leader;
+mod memory;
 mod metadata_patches;
 mod metrics;
 mod queue;
@@ -249,6 +250,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Ok(n) => tracing::info!(removed = n, "start-up sweep of leftover toxics done"),
         Err(e) => tracing::warn!("start-up sweep: {e}"),
     }
+    memory::release_free_heap();
     let config = context::Config {
         namespace: args.namespace,
         sample_interval: args.sample_interval,
