@@ -99,6 +99,7 @@ fn main() -> ExitCode {
                 // Colours only on a terminal: `kubectl logs` showed the escape codes.
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .init();
+            memory::share_one_arena();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(args.max_procs.into())
                 .enable_all()
