@@ -81,7 +81,7 @@ impl ScheduleSummary {
         }
         let why = if self.missed > 0 {
             format!(
-                "{} sends were due while all {concurrency} allowed were in flight: raise --concurrency, or the servers are too slow for this rate",
+                "{} sends were due while all {concurrency} allowed were in flight: raise --concurrency (--pool-size keeps the connections where they are), or the servers are too slow for this rate",
                 self.missed
             )
         } else {
