@@ -283,6 +283,9 @@ async fn create(api: &Api<ChaosScenario>, scenarios: Vec<ChaosScenario>, release
     }
 }
 
+/// The operator's label on a run that needs nothing more (operator/src/finished.rs).
+const FINISHED: &str = "chaoslab.dev/finished";
+
 /// The label on a round's scenarios, whose value is the round's name prefix.
 const ROUND: &str = "bench.chaoslab.dev/round";
 
@@ -397,7 +400,7 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
 /// process finds only finished ones, as it would in a cluster: a process started while the ended
 /// runs were still unlabelled would take them all in at once, which the idle figure is not about.
 async fn all_labelled_finished(api: &Api<ChaosScenario>) -> String {
-    let unlabelled = ListParams::default().labels("chaoslab.dev/finished!=true");
+    let unlabelled = ListParams::default().labels(&format!("{FINISHED}!=true"));
     let start = std::time::Instant::now();
     let first = api.list_metadata(&unlabelled).await.unwrap().items.len();
     loop {
@@ -422,7 +425,7 @@ async fn finished(lab: &Lab, k: usize, model: &ChaosScenarioStatus) {
             let api = api.clone();
             let mut s = scenario(&format!("done-{i}"), &lab.targets[i % lab.targets.len()]);
             // As the operator leaves a run that ended clean (operator/src/finished.rs).
-            s.metadata.labels = Some([("chaoslab.dev/finished".to_string(), "true".to_string())].into());
+            s.metadata.labels = Some([(FINISHED.to_string(), "true".to_string())].into());
             async move {
                 api.create(&PostParams::default(), &s).await.expect("create a finished scenario");
                 let status = json!({"apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario", "status": model});
