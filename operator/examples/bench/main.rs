@@ -402,9 +402,10 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
 async fn all_labelled_finished(api: &Api<ChaosScenario>) -> String {
     let unlabelled = ListParams::default().labels(&format!("{FINISHED}!=true"));
     let start = std::time::Instant::now();
-    let first = api.list_metadata(&unlabelled).await.unwrap().items.len();
+    let mut first = None;
     loop {
         let left = api.list_metadata(&unlabelled).await.unwrap().items.len();
+        let first = *first.get_or_insert(left);
         if left == 0 || start.elapsed() > Duration::from_secs(60) {
             return format!(
                 "the first process: {first} ended scenarios not yet labelled finished after its last round, {left} after {:.1} s",
