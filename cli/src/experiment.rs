@@ -161,8 +161,7 @@ impl<'a> Experiment<'a> {
             let report = report?;
             let finding = if report.changed() { Finding::Applied } else { Finding::Held };
             self.verifier.record(&s.name, now, finding);
-            let previous = self.held.iter().find(|t| t.name == s.name).map(|t| t.toxics.as_slice()).unwrap_or_default();
-            self.lab.scenario_metrics.set_toxics(self.scenario.name, &s.name, &report.held, previous);
+            self.lab.scenario_metrics.set_toxics(self.scenario.name, &s.name, &report.held);
             held.push(TargetStatus {
                 name: s.name.clone(),
                 endpoint: s.toxiproxy.url().into(),

@@ -45,7 +45,7 @@ pub async fn forget_deleted(api: Api<PartialObjectMeta<ChaosScenario>>, metrics:
         .default_backoff()
         .for_each(|event| {
             match event {
-                Ok(watcher::Event::Delete(meta)) => metrics.scenario.forget(&scenario_key(&meta), &[]),
+                Ok(watcher::Event::Delete(meta)) => metrics.scenario.forget(&scenario_key(&meta)),
                 // The (re)list of every finished scenario is over.
                 Ok(watcher::Event::InitDone) => memory::release_free_heap(),
                 _ => {}

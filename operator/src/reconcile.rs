@@ -86,8 +86,7 @@ fn commit(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, new: Ch
         }
     }
     for t in &new.targets {
-        let previous = old.targets.iter().find(|o| o.name == t.name).map(|o| o.toxics.as_slice()).unwrap_or_default();
-        ctx.metrics.scenario.set_toxics(&key, &t.name, &t.toxics, previous);
+        ctx.metrics.scenario.set_toxics(&key, &t.name, &t.toxics);
     }
     ctx.writers.submit(obj, new);
 }
@@ -756,9 +755,7 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
         tracing::warn!(scenario = %key, "deleted with faults abandoned ({ABANDON_FAULTS}): {what}");
         event(&ctx, &obj, EventType::Warning, "FaultsAbandoned", what);
     }
-    let held: Vec<(String, String)> =
-        old.targets.iter().flat_map(|t| t.toxics.iter().map(|x| (t.name.clone(), x.clone()))).collect();
-    ctx.metrics.scenario.forget(&key, &held);
+    ctx.metrics.scenario.forget(&key);
     tracing::info!(scenario = %key, "deleted: toxics removed");
     Ok(Action::await_change())
 }

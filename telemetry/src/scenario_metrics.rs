@@ -3,7 +3,15 @@
 use chaoslab_contract::{
     MEASURES, PHASES, SCENARIO_PHASE, SCENARIO_SECONDS, SCENARIO_TESTING_ERROR_RATIO, SCENARIO_TOXIC_ACTIVE,
 };
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+};
+
 use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
+
+/// Each scenario's `toxic_active` series, as (server, toxic): the ones no longer held stay at 0.
+type ToxicSeries = HashMap<String, BTreeSet<(String, String)>>;
 
 #[derive(Clone)]
 pub struct ScenarioMetrics {
@@ -15,6 +23,9 @@ pub struct ScenarioMetrics {
     pub seconds: GaugeVec,
     /// `chaoslab_scenario_testing_error_ratio{scenario}`.
     pub testing_error_ratio: GaugeVec,
+    /// Kept so that [`Self::forget`] drops the series at 0 too: `prometheus` removes a series only
+    /// by its full label set.
+    toxic_series: Arc<Mutex<ToxicSeries>>,
 }
 
 impl ScenarioMetrics {
@@ -37,7 +48,7 @@ impl ScenarioMetrics {
         registry.register(Box::new(toxic_active.clone()))?;
         registry.register(Box::new(seconds.clone()))?;
         registry.register(Box::new(testing_error_ratio.clone()))?;
-        Ok(Self { phase, toxic_active, seconds, testing_error_ratio })
+        Ok(Self { phase, toxic_active, seconds, testing_error_ratio, toxic_series: Arc::default() })
     }
 
     /// A run's measured times, in [`MEASURES`] order (None: not reached, no series), and its
@@ -61,25 +72,27 @@ impl ScenarioMetrics {
         }
     }
 
-    /// Sets the toxics held on `server` to exactly `toxics` (the `previous` ones not in it go to 0).
-    pub fn set_toxics(&self, scenario: &str, server: &str, toxics: &[String], previous: &[String]) {
-        for t in previous {
-            if !toxics.contains(t) {
-                self.toxic_active.with_label_values(&[scenario, server, t]).set(0);
-            }
+    /// Sets the toxics held on `server` to exactly `held` (the others it held before go to 0).
+    pub fn set_toxics(&self, scenario: &str, server: &str, held: &[String]) {
+        let mut all = self.toxic_series.lock().expect("toxic series");
+        let series = all.entry(scenario.to_string()).or_default();
+        for (_, toxic) in series.iter().filter(|(s, t)| s == server && !held.contains(t)) {
+            self.toxic_active.with_label_values(&[scenario, server, toxic]).set(0);
         }
-        for t in toxics {
-            self.toxic_active.with_label_values(&[scenario, server, t]).set(1);
+        for toxic in held {
+            self.toxic_active.with_label_values(&[scenario, server, toxic]).set(1);
+            series.insert((server.to_string(), toxic.clone()));
         }
     }
 
-    /// Drops every series of a scenario; `held` lists the (server, toxic) pairs it exported.
-    pub fn forget(&self, scenario: &str, held: &[(String, String)]) {
+    /// Drops every series of a scenario.
+    pub fn forget(&self, scenario: &str) {
         for p in PHASES {
             let _ = self.phase.remove_label_values(&[scenario, p]);
         }
-        for (server, toxic) in held {
-            let _ = self.toxic_active.remove_label_values(&[scenario, server, toxic]);
+        let toxics = self.toxic_series.lock().expect("toxic series").remove(scenario).unwrap_or_default();
+        for (server, toxic) in toxics {
+            let _ = self.toxic_active.remove_label_values(&[scenario, &server, &toxic]);
         }
         for measure in MEASURES {
             let _ = self.seconds.remove_label_values(&[scenario, measure]);
@@ -99,12 +112,37 @@ mod tests {
         m.set_phase("ns/a", "Testing");
         assert_eq!(m.phase.with_label_values(&["ns/a", "Testing"]).get(), 1);
         assert_eq!(m.phase.with_label_values(&["ns/a", "Stabilization"]).get(), 0);
-        m.set_toxics("ns/a", "server-0", &["t1".into()], &[]);
-        m.set_toxics("ns/a", "server-0", &[], &["t1".into()]);
-        assert_eq!(m.toxic_active.with_label_values(&["ns/a", "server-0", "t1"]).get(), 0);
+        m.set_toxics("ns/a", "server-0", &["t1".into()]);
+        m.set_toxics("ns/a", "server-1", &["t1".into()]);
+        m.set_toxics("ns/a", "server-0", &["t2".into()]);
+        let active = |server: &str, toxic: &str| m.toxic_active.with_label_values(&["ns/a", server, toxic]).get();
+        assert_eq!((active("server-0", "t1"), active("server-0", "t2"), active("server-1", "t1")), (0, 1, 1));
         m.set_times("ns/a", [Some(2.5), None, Some(7.0)], 0.01);
         assert_eq!(m.seconds.with_label_values(&["ns/a", "recover"]).get(), 7.0);
-        m.forget("ns/a", &[("server-0".into(), "t1".into())]);
-        assert!(r.gather().iter().all(|f| f.get_metric().is_empty()));
+    }
+
+    /// Also the toxic series at 0: a finished scenario holds no toxic, and its series must not stay
+    /// behind once it is deleted.
+    #[test]
+    fn forget_drops_every_series_of_the_scenario_only() {
+        let r = Registry::new();
+        let m = ScenarioMetrics::register(&r).unwrap();
+        for s in ["ns/a", "ns/b"] {
+            m.set_phase(s, "Testing");
+            m.set_toxics(s, "server-0", &["t1".into()]);
+            m.set_toxics(s, "server-0", &[]);
+            m.set_times(s, [Some(2.5), None, Some(7.0)], 0.01);
+        }
+        m.forget("ns/a");
+        let scenarios: BTreeSet<String> = r
+            .gather()
+            .iter()
+            .flat_map(|f| f.get_metric().iter().flat_map(|m| m.get_label().iter()))
+            .filter(|l| l.name() == "scenario")
+            .map(|l| l.value().to_string())
+            .collect();
+        assert_eq!(scenarios, BTreeSet::from(["ns/b".to_string()]));
+        let series: usize = r.gather().iter().map(|f| f.get_metric().len()).sum();
+        assert_eq!(series, PHASES.len() + 1 + 2 + 1);
     }
 }
