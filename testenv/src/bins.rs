@@ -69,14 +69,19 @@ pub fn prometheus_bin() -> PathBuf {
 }
 
 /// A binary of this workspace, next to the running test (`cargo test --workspace` builds them
-/// all); built on demand when only one package's tests are run.
+/// all); built on demand when only one package's tests are run (`--workspace`: the test runs in
+/// its own package's directory, where cargo would look only at that package's binaries).
 pub fn workspace_bin(name: &str) -> PathBuf {
     // target/debug/deps/<test>-<hash> → target/debug
     let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
     let bin = dir.join(name);
     if !bin.exists() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let ok = std::process::Command::new(cargo).args(["build", "-q", "--bin", name]).status().unwrap().success();
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "-q", "--workspace", "--bin", name])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "cargo build --bin {name}");
     }
     bin
