@@ -1,6 +1,12 @@
 //! Events on scenarios (`kubectl describe chaos`), published in the background: nothing a reconcile
 //! decides depends on one, and at a shared boundary hundreds of them queue at the apiserver behind
-//! the status writes. At most [`IN_FLIGHT`] at a time.
+//! the status writes. At most [`IN_FLIGHT`] at a time; the others wait in a queue of at most
+//! [`QUEUED`], each as the few fields it needs. Beyond that an Event is dropped and counted, as
+//! client-go's recorder does: Events are a courtesy, the status holds the run.
+//!
+//! Why a queue and not a task per Event waiting for its turn: with 500 runs a round's 3,000 Events
+//! outran the apiserver (about 110 a second), and each waiting task held 1.4 KiB; three rounds in a
+//! row left 7,000 of them, 10 MiB, most of the operator's peak memory.
 //!
 //! The same reason on the same scenario within [`SERIES_WINDOW`] bumps the first Event's series
 //! count instead of creating another, as kube's `Recorder` does. Unlike it, this remembers only the
@@ -17,7 +23,10 @@ use std::{
 use chaoslab_core::api::ChaosScenario;
 use jiff::Timestamp;
 use k8s_openapi::{
-    api::events::v1::{Event, EventSeries},
+    api::{
+        core::v1::ObjectReference,
+        events::v1::{Event, EventSeries},
+    },
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
 };
 use kube::{
@@ -25,13 +34,16 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
     runtime::events::EventType,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
-use crate::metrics::{Call, Metrics, scenario_key};
+use crate::metrics::{Call, Metrics};
 
 /// Events being published at once. kube's client speaks HTTP/1.1, so each is a connection to the
 /// apiserver; the status writes have their own budget.
 pub const IN_FLIGHT: usize = 8;
+
+/// Events waiting for their turn, at most: about 300 bytes each. A run makes 5 or 6.
+pub const QUEUED: usize = 4096;
 
 /// How long a repeated reason counts into the same Event (kube's `Recorder` uses 6 minutes too).
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -43,61 +55,123 @@ pub struct Reporter {
 }
 
 pub struct Events {
-    client: Client,
-    reporter: Arc<Reporter>,
+    queue: mpsc::Sender<Pending>,
     metrics: Metrics,
-    in_flight: Arc<Semaphore>,
-    seen: Arc<Mutex<Seen>>,
+}
+
+/// An Event waiting for its turn.
+struct Pending {
+    scenario: Scenario,
+    warning: bool,
+    reason: &'static str,
+    note: String,
+    /// When it happened, its `eventTime`, however long it waits.
+    at: Timestamp,
+}
+
+/// What an Event names of its scenario.
+struct Scenario {
+    namespace: String,
+    name: String,
+    uid: String,
 }
 
 impl Events {
+    /// Starts the publisher (on the current tokio runtime); it ends when this is dropped.
     pub fn new(client: Client, reporter: Reporter, metrics: Metrics) -> Self {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        Self { client, reporter: Arc::new(reporter), metrics, in_flight: Arc::new(Semaphore::new(IN_FLIGHT)), seen }
+        let (queue, pending) = mpsc::channel(QUEUED);
+        tokio::spawn(publisher(pending, client, Arc::new(reporter), metrics.clone()));
+        Self { queue, metrics }
     }
 
-    /// Publishes an Event on `obj` without waiting for it.
-    pub fn publish(&self, obj: &ChaosScenario, type_: EventType, reason: &str, note: String) {
-        let key = (obj.uid().unwrap_or_default(), reason.to_string(), type_ == EventType::Warning);
-        let (client, reporter, metrics) = (self.client.clone(), self.reporter.clone(), self.metrics.clone());
-        let (in_flight, seen) = (self.in_flight.clone(), self.seen.clone());
-        let (regarding, scenario) = (obj.object_ref(&()), scenario_key(obj));
-        let ns = obj.namespace().unwrap_or_default();
-        tokio::spawn(async move {
-            let Ok(_permit) = in_flight.acquire().await else { return };
-            let _timer = metrics.time(Call::Event);
-            let api: Api<Event> = Api::namespaced(client, &ns);
-            let repeat = seen.lock().expect("events seen").repeat(&key, Instant::now());
-            let now = Timestamp::now();
-            let sent = match repeat {
-                Some((name, count)) => {
-                    let series = EventSeries { count, last_observed_time: MicroTime(now) };
-                    let patch = serde_json::json!({"series": series, "note": note});
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| name)
-                }
-                None => {
-                    let ev = new_event(&reporter, regarding, type_, &key.1, note, now);
-                    api.create(&PostParams::default(), &ev).await.map(|e| e.name_any())
-                }
-            };
-            let mut seen = seen.lock().expect("events seen");
-            match sent {
-                Ok(name) => seen.sent(key, name, Instant::now()),
-                Err(e) => {
-                    // The next one starts a new Event (this one may be gone: Events expire).
-                    seen.by_key.remove(&key);
-                    tracing::warn!(scenario = %scenario, "cannot publish event: {e}");
-                }
+    /// Queues an Event on `obj` without waiting for it; drops it if the queue is full.
+    pub fn publish(&self, obj: &ChaosScenario, type_: EventType, reason: &'static str, note: String) {
+        let scenario = Scenario {
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            uid: obj.uid().unwrap_or_default(),
+        };
+        let pending = Pending { scenario, warning: type_ == EventType::Warning, reason, note, at: Timestamp::now() };
+        if let Err(e) = self.queue.try_send(pending) {
+            let dropped = self.metrics.events.with_label_values(&["dropped"]);
+            dropped.inc();
+            // The first, then one line per thousand: at this point the apiserver is far behind.
+            if dropped.get() % 1000 == 1 {
+                let p = e.into_inner();
+                tracing::warn!(
+                    scenario = %format!("{}/{}", p.scenario.namespace, p.scenario.name),
+                    dropped = dropped.get(),
+                    "event {} dropped: {QUEUED} are waiting for the apiserver",
+                    p.reason
+                );
             }
+        }
+    }
+}
+
+/// Publishes the queued Events, [`IN_FLIGHT`] at a time, until the queue's sender is dropped.
+async fn publisher(mut queue: mpsc::Receiver<Pending>, client: Client, reporter: Arc<Reporter>, metrics: Metrics) {
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    while let Some(p) = queue.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let (client, reporter, metrics, seen) = (client.clone(), reporter.clone(), metrics.clone(), seen.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            send(p, &client, &reporter, &metrics, &seen).await;
         });
+    }
+}
+
+async fn send(p: Pending, client: &Client, reporter: &Reporter, metrics: &Metrics, seen: &Mutex<Seen>) {
+    let _timer = metrics.time(Call::Event);
+    let key = (p.scenario.uid.clone(), p.reason.to_string(), p.warning);
+    let api: Api<Event> = Api::namespaced(client.clone(), &p.scenario.namespace);
+    let repeat = seen.lock().expect("events seen").repeat(&key, Instant::now());
+    let scenario = format!("{}/{}", p.scenario.namespace, p.scenario.name);
+    let sent = match repeat {
+        Some((name, count)) => {
+            let series = EventSeries { count, last_observed_time: MicroTime(p.at) };
+            let patch = serde_json::json!({"series": series, "note": p.note});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| name)
+        }
+        None => {
+            let ev = new_event(reporter, p.scenario.into_ref(), p.warning, p.reason, p.note, p.at);
+            api.create(&PostParams::default(), &ev).await.map(|e| e.name_any())
+        }
+    };
+    let outcome = if sent.is_ok() { "published" } else { "failed" };
+    metrics.events.with_label_values(&[outcome]).inc();
+    let mut seen = seen.lock().expect("events seen");
+    match sent {
+        Ok(name) => seen.sent(key, name, Instant::now()),
+        Err(e) => {
+            // The next one starts a new Event (this one may be gone: Events expire).
+            seen.by_key.remove(&key);
+            tracing::warn!(scenario = %scenario, "cannot publish event: {e}");
+        }
+    }
+}
+
+impl Scenario {
+    /// The reference an Event's `regarding` holds, as `Resource::object_ref` makes it.
+    fn into_ref(self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(ChaosScenario::api_version(&()).into_owned()),
+            kind: Some(ChaosScenario::kind(&()).into_owned()),
+            name: Some(self.name),
+            namespace: Some(self.namespace),
+            uid: Some(self.uid),
+            ..Default::default()
+        }
     }
 }
 
 /// An Event as kube's `Recorder` writes one: named after the scenario and the time.
 fn new_event(
     reporter: &Reporter,
-    regarding: k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
+    regarding: ObjectReference,
+    warning: bool,
     reason: &str,
     note: String,
     now: Timestamp,
@@ -112,7 +186,7 @@ fn new_event(
         regarding: Some(regarding),
         reporting_controller: Some(reporter.controller.clone()),
         reporting_instance: Some(reporter.instance.clone()),
-        type_: Some(if type_ == EventType::Warning { "Warning" } else { "Normal" }.into()),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
         ..Default::default()
     }
 }
@@ -162,7 +236,28 @@ impl Seen {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// No publisher: every Event waits, as when the apiserver is far behind.
+    #[test]
+    fn beyond_the_queue_an_event_is_dropped_and_counted() {
+        let metrics = Metrics::default();
+        let (queue, _waiting) = mpsc::channel(QUEUED);
+        let events = Events { queue, metrics: metrics.clone() };
+        let obj: ChaosScenario = serde_json::from_value(json!({
+            "apiVersion": "chaoslab.dev/v1alpha1", "kind": "ChaosScenario",
+            "metadata": {"name": "s", "namespace": "ns", "uid": "u"},
+            "spec": {"template": "server-0-packet-loss-30", "targets": {"endpoints": [{"name": "a", "url": "http://127.0.0.1:1"}]}},
+        }))
+        .unwrap();
+        for _ in 0..QUEUED + 2 {
+            events.publish(&obj, EventType::Normal, "Testing", "note".into());
+        }
+        assert_eq!(metrics.events.with_label_values(&["dropped"]).get(), 2);
+        assert_eq!(events.queue.capacity(), 0, "the queue holds the first {QUEUED}");
+    }
 
     fn key(reason: &str) -> Key {
         ("uid-1".into(), reason.into(), false)

@@ -28,6 +28,9 @@ pub struct Metrics {
     /// Status writes by outcome: written, failed (retried), replaced (a newer status came before
     /// it could be written: the apiserver is slower than the runs change).
     pub status_writes: IntCounterVec,
+    /// Events by outcome: published, failed, dropped (the queue of those waiting was full: the
+    /// apiserver is far slower than the runs change; see `events.rs`).
+    pub events: IntCounterVec,
 }
 
 /// The calls a reconcile makes, timed in `chaoslab_operator_call_duration_seconds{call}`.
@@ -156,6 +159,17 @@ impl Default for Metrics {
         for outcome in ["written", "failed", "replaced"] {
             status_writes.with_label_values(&[outcome]);
         }
+        let events = IntCounterVec::new(
+            Opts::new(
+                "chaoslab_operator_events_total",
+                "Events on scenarios by outcome (published; failed; dropped, the queue of those waiting being full)",
+            ),
+            &["outcome"],
+        )
+        .unwrap();
+        for outcome in ["published", "failed", "dropped"] {
+            events.with_label_values(&[outcome]);
+        }
         for call in Call::ALL {
             calls.with_label_values(&[call.label()]);
         }
@@ -173,6 +187,7 @@ impl Default for Metrics {
             Box::new(errors.clone()),
             Box::new(calls.clone()),
             Box::new(status_writes.clone()),
+            Box::new(events.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -187,6 +202,7 @@ impl Default for Metrics {
             errors,
             calls,
             status_writes,
+            events,
         }
     }
 }
@@ -211,6 +227,7 @@ mod tests {
             "chaoslab_operator_call_duration_seconds_count{call=\"status_patch\"} 0",
             "chaoslab_operator_call_duration_seconds_count{call=\"event\"} 0",
             "chaoslab_operator_status_writes_total{outcome=\"replaced\"} 0",
+            "chaoslab_operator_events_total{outcome=\"dropped\"} 0",
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }

@@ -65,7 +65,7 @@ async fn resolve_targets(ctx: &Context, obj: &ChaosScenario) -> Result<Vec<Targe
 }
 
 /// Publishes an Event in the background (see `events.rs`).
-fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &str, note: String) {
+fn event(ctx: &Context, obj: &ChaosScenario, type_: EventType, reason: &'static str, note: String) {
     ctx.events.publish(obj, type_, reason, note);
 }
 

@@ -35,6 +35,7 @@ const STOP: &str = "chaoslab.dev/stop";
 const LATENESS: &str = "chaoslab_operator_phase_transition_lateness_seconds";
 const RECONCILE: &str = "chaoslab_operator_reconcile_duration_seconds";
 const CALLS: &str = "chaoslab_operator_call_duration_seconds";
+const EVENTS: &str = "chaoslab_operator_events_total";
 /// How many of a round's operator warnings are printed.
 const WARNINGS_SHOWN: usize = 8;
 /// Proxies per toxiproxy-server.
@@ -394,6 +395,17 @@ async fn round(lab: &Lab, op: &Operator, label: &str, prefix: &str, release: Rel
         let c = gained(CALLS, &format!("call=\"{call}\""));
         println!("    {call:<18} {:>6} calls; {}", c.count(), c.summary());
     }
+    // Since the process started: Events wait in a queue and may still be going out from a round before.
+    let events: Vec<String> = ["published", "failed", "dropped"]
+        .iter()
+        .map(|o| format!("{o} {}", counter(&after, &format!("{EVENTS}{{outcome=\"{o}\"}}"))))
+        .collect();
+    println!("  events so far: {}", events.join(", "));
+}
+
+/// A counter's value in `metrics`, by its whole series name (`family{labels}`); 0 if absent.
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
 /// Waits (at most 60 s) until the operator has labelled every scenario finished, so that the next
