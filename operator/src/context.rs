@@ -26,6 +26,8 @@ pub struct Config {
     pub toxiproxy_policy: RetryPolicy,
     /// Whether this process still leads: ask `holds_for` before writing to a Toxiproxy.
     pub leadership: Leadership,
+    /// How long a finished scenario's metric series stay (see `series_retention.rs`).
+    pub finished_series_kept: Duration,
 }
 
 pub struct Context {

@@ -230,7 +230,8 @@ pub async fn run(
         metrics,
     });
     let metadata: Api<PartialObjectMeta<ChaosScenario>> = api(&ctx.client, ctx.config.namespace.as_deref());
-    let forget = tokio::spawn(finished::forget_deleted(metadata, ctx.metrics.clone()));
+    let forget =
+        tokio::spawn(finished::finished_series(metadata, ctx.metrics.clone(), ctx.config.finished_series_kept));
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {

@@ -5,8 +5,13 @@
 //! Why: a cluster keeps its finished scenarios (they carry the verdict and the evidence), and the
 //! operator held every one of them in memory, about 29 KiB each: 5,000 of them took 145 MiB and
 //! were gone through at every admission. Deleting a finished scenario has nothing to clean up, so
-//! it needs no finalizer; a metadata-only watch of the finished ones still drops their metric
-//! series when they are deleted.
+//! it needs no finalizer; a metadata-only watch of the finished ones drops their metric series a
+//! while later (`series_retention.rs`), or when they are deleted.
+
+use std::{
+    pin::pin,
+    time::{Duration, Instant},
+};
 
 use chaoslab_core::api::ChaosScenario;
 use futures::StreamExt;
@@ -19,6 +24,7 @@ use kube::{
 use crate::{
     memory,
     metrics::{Metrics, scenario_key},
+    series_retention::Retention,
 };
 
 /// Set (to `true`) on a scenario that ended and needs nothing more (see the module doc). Remove it
@@ -38,19 +44,45 @@ pub fn unfinished() -> watcher::Config {
     watcher::Config::default().labels(&format!("{FINISHED}!=true")).page_size(LIST_PAGE)
 }
 
-/// Until the stream ends: drops the metric series of finished scenarios that are deleted.
-pub async fn forget_deleted(api: Api<PartialObjectMeta<ChaosScenario>>, metrics: Metrics) {
+/// Until the watch ends: drops the metric series of finished scenarios `keep` after they are seen
+/// finished (see `series_retention.rs`), and at once when they are deleted.
+pub async fn finished_series(api: Api<PartialObjectMeta<ChaosScenario>>, metrics: Metrics, keep: Duration) {
     let finished = watcher::Config::default().labels(&format!("{FINISHED}=true")).page_size(LIST_PAGE);
-    watcher(api, finished)
-        .default_backoff()
-        .for_each(|event| {
-            match event {
-                Ok(watcher::Event::Delete(meta)) => metrics.scenario.forget(&scenario_key(&meta)),
+    let mut events = pin!(watcher(api, finished).default_backoff());
+    let mut retention = Retention::new(keep);
+    loop {
+        let next = retention.next();
+        tokio::select! {
+            event = events.next() => match event {
+                None => return,
+                // Also at a (re)list: a scenario may have been labelled while the watch was down.
+                Some(Ok(watcher::Event::Apply(meta) | watcher::Event::InitApply(meta))) => {
+                    let key = scenario_key(&meta);
+                    if metrics.scenario.exports(&key) {
+                        retention.finished(&key, Instant::now());
+                    }
+                }
+                Some(Ok(watcher::Event::Delete(meta))) => {
+                    let key = scenario_key(&meta);
+                    retention.gone(&key);
+                    metrics.scenario.forget(&key);
+                }
                 // The (re)list of every finished scenario is over.
-                Ok(watcher::Event::InitDone) => memory::release_free_heap(),
+                Some(Ok(watcher::Event::InitDone)) => memory::release_free_heap(),
                 _ => {}
+            },
+            () = sleep_until(next) => {
+                for key in retention.take_due(Instant::now()) {
+                    metrics.scenario.forget(&key);
+                }
             }
-            std::future::ready(())
-        })
-        .await;
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }

@@ -15,6 +15,7 @@ mod queue;
 mod reconcile;
 mod record;
 mod sampler;
+mod series_retention;
 mod status;
 mod status_writer;
 mod stop;
@@ -76,6 +77,10 @@ struct RunArgs {
     /// How long a Lease lasts without renewal.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
+    /// How long a finished scenario's metric series stay after it is labelled finished (then the
+    /// status holds the result, Prometheus the history).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    finished_series_kept: Duration,
 }
 
 /// How long the controller may take to stop after SIGTERM (the pod's grace period is 30 s by default).
@@ -258,6 +263,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         queue_poll: Duration::from_secs(2),
         toxiproxy_policy: policy,
         leadership: leadership.clone(),
+        finished_series_kept: args.finished_series_kept,
     };
     let result = run_controller(client, config, &metrics, stop).await;
     if let (Some(e), Some(holding)) = (&elector, holding) {

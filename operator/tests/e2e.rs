@@ -152,6 +152,47 @@ async fn a_run_that_ended_clean_is_labelled_finished_and_deleted_at_once() {
     assert!(api.get_opt("f").await.unwrap().is_none(), "gone at once, {:?} after the delete", t0.elapsed());
 }
 
+/// A finished run's series stay for `--finished-series-kept`, then go; those of a finished run that
+/// is deleted go at once, its toxic series (at 0 since the run ended) too.
+#[tokio::test]
+async fn a_finished_runs_metric_series_go_a_while_after_it_ended_or_when_it_is_deleted() {
+    let (client, ns, api) = setup("series").await;
+    let admin = free_port();
+    let _backends = backends(&client, &ns, 3, admin).await;
+    let (_op, metrics) = operator_with(&ns, &format!("operator-{ns}"), &["--finished-series-kept", "8s"]);
+    let finished = |s: &ChaosScenario| s.labels().get("chaoslab.dev/finished").is_some_and(|v| v == "true");
+    // The scenario's series on /metrics: `chaoslab_scenario_*` lines naming it.
+    let series = async |name: &str| -> Vec<String> {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        let label = format!("scenario=\"{ns}/{name}\"");
+        text.lines().filter(|l| l.starts_with("chaoslab_scenario_") && l.contains(&label)).map(String::from).collect()
+    };
+    let gone_within = async |name: &str, limit: Duration| {
+        let t0 = Instant::now();
+        while !series(name).await.is_empty() {
+            assert!(t0.elapsed() < limit, "{name}'s series still there after {limit:?}: {:?}", series(name).await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        t0.elapsed()
+    };
+    for name in ["kept", "deleted"] {
+        let s = scenario(name, "server-0-latency-100ms", admin, None, ("1s", "1s", "1s"));
+        api.create(&PostParams::default(), &s).await.unwrap();
+        wait_for(&api, name, Duration::from_secs(30), finished).await;
+        let now = series(name).await;
+        let completed = format!("chaoslab_scenario_phase{{phase=\"Completed\",scenario=\"{ns}/{name}\"}} 1");
+        assert!(now.contains(&completed), "{name}: {now:#?}");
+        assert!(now.iter().any(|l| l.starts_with("chaoslab_scenario_toxic_active") && l.ends_with(" 0")), "{now:#?}");
+        if name == "kept" {
+            let after = gone_within(name, Duration::from_secs(25)).await;
+            eprintln!("{name}: series gone {after:?} after it was seen labelled finished (kept 8s)");
+        }
+    }
+    api.delete("deleted", &DeleteParams::default()).await.unwrap();
+    let after = gone_within("deleted", Duration::from_secs(4)).await;
+    eprintln!("deleted: series gone {after:?} after the delete");
+}
+
 #[tokio::test]
 async fn scenarios_on_the_same_targets_queue_first_come_first_served() {
     let (client, ns, api) = setup("queue").await;

@@ -10,8 +10,9 @@ use std::{
 
 use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 
-/// Each scenario's `toxic_active` series, as (server, toxic): the ones no longer held stay at 0.
-type ToxicSeries = HashMap<String, BTreeSet<(String, String)>>;
+/// The scenarios with series, each with its `toxic_active` series as (server, toxic): the ones no
+/// longer held stay, at 0.
+type Exported = HashMap<String, BTreeSet<(String, String)>>;
 
 #[derive(Clone)]
 pub struct ScenarioMetrics {
@@ -23,9 +24,9 @@ pub struct ScenarioMetrics {
     pub seconds: GaugeVec,
     /// `chaoslab_scenario_testing_error_ratio{scenario}`.
     pub testing_error_ratio: GaugeVec,
-    /// Kept so that [`Self::forget`] drops the series at 0 too: `prometheus` removes a series only
-    /// by its full label set.
-    toxic_series: Arc<Mutex<ToxicSeries>>,
+    /// Kept so that [`Self::forget`] drops the toxic series at 0 too (`prometheus` removes a series
+    /// only by its full label set), and for [`Self::exports`].
+    exported: Arc<Mutex<Exported>>,
 }
 
 impl ScenarioMetrics {
@@ -48,12 +49,13 @@ impl ScenarioMetrics {
         registry.register(Box::new(toxic_active.clone()))?;
         registry.register(Box::new(seconds.clone()))?;
         registry.register(Box::new(testing_error_ratio.clone()))?;
-        Ok(Self { phase, toxic_active, seconds, testing_error_ratio, toxic_series: Arc::default() })
+        Ok(Self { phase, toxic_active, seconds, testing_error_ratio, exported: Arc::default() })
     }
 
     /// A run's measured times, in [`MEASURES`] order (None: not reached, no series), and its
     /// Testing error ratio.
     pub fn set_times(&self, scenario: &str, times: [Option<f64>; 3], testing_error_ratio: f64) {
+        self.exporting(scenario);
         for (measure, time) in MEASURES.iter().zip(times) {
             match time {
                 Some(t) => self.seconds.with_label_values(&[scenario, measure]).set(t),
@@ -67,6 +69,7 @@ impl ScenarioMetrics {
 
     /// `phase` is one of the API's phase names (Stabilization, Testing, …).
     pub fn set_phase(&self, scenario: &str, phase: &str) {
+        self.exporting(scenario);
         for p in PHASES {
             self.phase.with_label_values(&[scenario, p]).set(i64::from(p == phase));
         }
@@ -74,7 +77,7 @@ impl ScenarioMetrics {
 
     /// Sets the toxics held on `server` to exactly `held` (the others it held before go to 0).
     pub fn set_toxics(&self, scenario: &str, server: &str, held: &[String]) {
-        let mut all = self.toxic_series.lock().expect("toxic series");
+        let mut all = self.exported.lock().expect("exported");
         let series = all.entry(scenario.to_string()).or_default();
         for (_, toxic) in series.iter().filter(|(s, t)| s == server && !held.contains(t)) {
             self.toxic_active.with_label_values(&[scenario, server, toxic]).set(0);
@@ -85,12 +88,24 @@ impl ScenarioMetrics {
         }
     }
 
+    /// Whether this process exports series of `scenario` (until [`Self::forget`]).
+    pub fn exports(&self, scenario: &str) -> bool {
+        self.exported.lock().expect("exported").contains_key(scenario)
+    }
+
+    fn exporting(&self, scenario: &str) {
+        let mut all = self.exported.lock().expect("exported");
+        if !all.contains_key(scenario) {
+            all.insert(scenario.to_string(), BTreeSet::new());
+        }
+    }
+
     /// Drops every series of a scenario.
     pub fn forget(&self, scenario: &str) {
         for p in PHASES {
             let _ = self.phase.remove_label_values(&[scenario, p]);
         }
-        let toxics = self.toxic_series.lock().expect("toxic series").remove(scenario).unwrap_or_default();
+        let toxics = self.exported.lock().expect("exported").remove(scenario).unwrap_or_default();
         for (server, toxic) in toxics {
             let _ = self.toxic_active.remove_label_values(&[scenario, &server, &toxic]);
         }
@@ -133,7 +148,9 @@ mod tests {
             m.set_toxics(s, "server-0", &[]);
             m.set_times(s, [Some(2.5), None, Some(7.0)], 0.01);
         }
+        assert!(m.exports("ns/a"));
         m.forget("ns/a");
+        assert!(!m.exports("ns/a") && m.exports("ns/b"));
         let scenarios: BTreeSet<String> = r
             .gather()
             .iter()

@@ -68,13 +68,20 @@ pub fn operator(ns: &str) -> Managed {
 /// The operator with its log under `name` (a restarted one must not share its predecessor's log:
 /// the old handle deletes it when dropped).
 pub fn operator_named(ns: &str, name: &str) -> Managed {
+    operator_with(ns, name, &[]).0
+}
+
+/// The operator with `extra` arguments, and the URL of its `/metrics`.
+pub fn operator_with(ns: &str, name: &str, extra: &[&str]) -> (Managed, String) {
     let cp = ControlPlane::shared();
+    let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaoslab-operator"));
-    cmd.args(["run", "--namespace", ns, "--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+    cmd.args(["run", "--namespace", ns, "--metrics-addr", &addr])
         .args(["--sample-interval", "500ms", "--toxiproxy-timeout", "2s"])
+        .args(extra)
         .env("KUBECONFIG", &cp.kubeconfig)
         .env("RUST_LOG", "info,kube=warn,chaoslab_operator=debug,chaoslab_toxiproxy=debug");
-    Managed::spawn(name, cmd)
+    (Managed::spawn(name, cmd), format!("http://{addr}/metrics"))
 }
 
 /// A toxiproxy-server with one proxy, `backend` (its upstream need not answer: no client connects).
