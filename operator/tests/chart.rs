@@ -216,9 +216,17 @@ async fn the_bundled_prometheus_finds_and_scrapes_the_operator_and_the_loadgen()
         let addr = format!("{ip}:{port}");
         let mut cmd = Command::new(workspace_bin(&format!("chaoslab-{component}")));
         match component {
-            "operator" => {
-                cmd.args(["run", "--namespace", &ns, "--metrics-addr", &addr]).env("KUBECONFIG", &cp.kubeconfig)
-            }
+            // The chart's own arguments, so that one the binary does not take fails here; only where
+            // /metrics listens changes, and the namespace watched (the chart's default is all).
+            "operator" => cmd
+                .args(template["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| {
+                    let a = a.as_str().unwrap();
+                    if a.starts_with("--metrics-addr=") { format!("--metrics-addr={addr}") } else { a.to_string() }
+                }))
+                .args(["--namespace", &ns])
+                .env("KUBECONFIG", &cp.kubeconfig)
+                .env("POD_NAME", "chaoslab-operator-0")
+                .env("POD_NAMESPACE", &ns),
             _ => cmd.args([
                 "--targets",
                 &redis.addr(),
