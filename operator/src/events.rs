@@ -99,7 +99,7 @@ impl Events {
             if dropped.get() % 1000 == 1 {
                 let p = e.into_inner();
                 tracing::warn!(
-                    scenario = %format!("{}/{}", p.scenario.namespace, p.scenario.name),
+                    scenario = %p.scenario.key(),
                     dropped = dropped.get(),
                     "event {} dropped: {QUEUED} are waiting for the apiserver",
                     p.reason
@@ -125,10 +125,10 @@ async fn publisher(mut queue: mpsc::Receiver<Pending>, client: Client, reporter:
 
 async fn send(p: Pending, client: &Client, reporter: &Reporter, metrics: &Metrics, seen: &Mutex<Seen>) {
     let _timer = metrics.time(Call::Event);
-    let key = (p.scenario.uid.clone(), p.reason.to_string(), p.warning);
+    let key = (p.scenario.uid.clone(), p.reason, p.warning);
     let api: Api<Event> = Api::namespaced(client.clone(), &p.scenario.namespace);
     let repeat = seen.lock().expect("events seen").repeat(&key, Instant::now());
-    let scenario = format!("{}/{}", p.scenario.namespace, p.scenario.name);
+    let scenario = p.scenario.key();
     let sent = match repeat {
         Some((name, count)) => {
             let series = EventSeries { count, last_observed_time: MicroTime(p.at) };
@@ -154,6 +154,11 @@ async fn send(p: Pending, client: &Client, reporter: &Reporter, metrics: &Metric
 }
 
 impl Scenario {
+    /// `namespace/name`, as the metrics and the logs name it.
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
     /// The reference an Event's `regarding` holds, as `Resource::object_ref` makes it.
     fn into_ref(self) -> ObjectReference {
         ObjectReference {
@@ -192,7 +197,7 @@ fn new_event(
 }
 
 /// A scenario's uid, the reason, and whether it is a warning.
-type Key = (String, String, bool);
+type Key = (String, &'static str, bool);
 
 /// The Events published within the window: each one's name and count, by key.
 #[derive(Default)]
@@ -259,8 +264,8 @@ mod tests {
         assert_eq!(events.queue.capacity(), 0, "the queue holds the first {QUEUED}");
     }
 
-    fn key(reason: &str) -> Key {
-        ("uid-1".into(), reason.into(), false)
+    fn key(reason: &'static str) -> Key {
+        ("uid-1".into(), reason, false)
     }
 
     #[test]
