@@ -230,7 +230,7 @@ pub async fn run(
         metrics,
     });
     let metadata: Api<PartialObjectMeta<ChaosScenario>> = api(&ctx.client, ctx.config.namespace.as_deref());
-    let forget =
+    let series =
         tokio::spawn(finished::finished_series(metadata, ctx.metrics.clone(), ctx.config.finished_series_kept));
     controller
         .run(reconcile, error_policy, ctx)
@@ -240,7 +240,7 @@ pub async fn run(
             }
         })
         .await;
-    forget.abort();
+    series.abort();
     Ok(())
 }
 

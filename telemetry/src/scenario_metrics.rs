@@ -1,13 +1,13 @@
 //! The scenario part of the metrics contract, exported by the operator and by `chaoslab run`.
 
-use chaoslab_contract::{
-    MEASURES, PHASES, SCENARIO_PHASE, SCENARIO_SECONDS, SCENARIO_TESTING_ERROR_RATIO, SCENARIO_TOXIC_ACTIVE,
-};
 use std::{
     collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
 };
 
+use chaoslab_contract::{
+    MEASURES, PHASES, SCENARIO_PHASE, SCENARIO_SECONDS, SCENARIO_TESTING_ERROR_RATIO, SCENARIO_TOXIC_ACTIVE,
+};
 use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 
 /// The scenarios with series, each with its `toxic_active` series as (server, toxic): the ones no
