@@ -24,7 +24,7 @@ async fn run_to_verdict(template: &str) {
     // Recovery holds two half-open attempts of the client's breakers (--wait-in-open 5 s) before its
     // late part (the last 40 %) begins: the breakers of a faulted server last reopen late in Testing,
     // and one attempt disturbed by a busy machine (trials slow or failed) must not decide the verdict.
-    // With 15 s, a trial sent just before the faults were removed failed, the second closed the
+    // With 15 s, the first trial (17 ms after the faults were removed) failed, the second closed the
     // breaker 8 s in, and traffic had not yet spread back when the late part began at 9 s (CI,
     // traffic-spreads-back 14.9 % < 16.7 %). The lab's default Recovery is 60 s.
     // Stabilization is 10 s: a phase is judged only when ≥ 90 % of it was verified, and on a busy
