@@ -60,9 +60,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
     pub names: Vec<String>,
     /// Closed model: concurrent workers. Open model (--rate): most requests in flight, those
-    /// waiting for a connection included. Sends due within one timer tick (1 ms) go out together,
-    /// so allow a few ticks' worth beyond the connections: on two cores, --rate 50000 sent 64 % of
-    /// the rate with --concurrency 64 and 99.9 % with --concurrency 256 --pool-size 64.
+    /// waiting for a connection included. Sends due within one pacing step (250 µs) go out together
+    /// and a busy machine bunches them more, so allow a few milliseconds' worth beyond the
+    /// connections: on two cores, --rate 50000 sent 64-76 % of the rate with --concurrency 64 and
+    /// 99.9 % with --concurrency 256 --pool-size 64.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub concurrency: u32,
     /// Open model: operations per second, latency measured from the scheduled send time. Without
