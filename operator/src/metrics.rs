@@ -99,11 +99,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let registry = Registry::new();
         let scenario = ScenarioMetrics::register(&registry).expect("metric names are unique");
-        let reconciles = IntCounterVec::new(
-            Opts::new("chaoslab_operator_reconciles_total", "Reconciles by outcome (ok, error)"),
-            &["outcome"],
-        )
-        .unwrap();
+        let reconciles =
+            by_outcome("chaoslab_operator_reconciles_total", "Reconciles by outcome (ok, error)", &["ok", "error"]);
         let reconcile_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "chaoslab_operator_reconcile_duration_seconds",
@@ -112,14 +109,11 @@ impl Default for Metrics {
             .buckets(DURATION_BUCKETS.to_vec()),
         )
         .unwrap();
-        let toxiproxy_converges = IntCounterVec::new(
-            Opts::new(
-                "chaoslab_operator_toxiproxy_converges_total",
-                "Converges of a Toxiproxy proxy by outcome (ok, error)",
-            ),
-            &["outcome"],
-        )
-        .unwrap();
+        let toxiproxy_converges = by_outcome(
+            "chaoslab_operator_toxiproxy_converges_total",
+            "Converges of a Toxiproxy proxy by outcome (ok, error)",
+            &["ok", "error"],
+        );
         let phase_transition_lateness = HistogramVec::new(
             HistogramOpts::new(
                 "chaoslab_operator_phase_transition_lateness_seconds",
@@ -148,35 +142,18 @@ impl Default for Metrics {
             &["call"],
         )
         .unwrap();
-        let status_writes = IntCounterVec::new(
-            Opts::new(
-                "chaoslab_operator_status_writes_total",
-                "Status writes by outcome (written; failed, retried; replaced by a newer status before it could be written)",
-            ),
-            &["outcome"],
-        )
-        .unwrap();
-        for outcome in ["written", "failed", "replaced"] {
-            status_writes.with_label_values(&[outcome]);
-        }
-        let events = IntCounterVec::new(
-            Opts::new(
-                "chaoslab_operator_events_total",
-                "Events on scenarios by outcome (published; failed; dropped, the queue of those waiting being full)",
-            ),
-            &["outcome"],
-        )
-        .unwrap();
-        for outcome in ["published", "failed", "dropped"] {
-            events.with_label_values(&[outcome]);
-        }
+        let status_writes = by_outcome(
+            "chaoslab_operator_status_writes_total",
+            "Status writes by outcome (written; failed, retried; replaced by a newer status before it could be written)",
+            &["written", "failed", "replaced"],
+        );
+        let events = by_outcome(
+            "chaoslab_operator_events_total",
+            "Events on scenarios by outcome (published; failed; dropped, the queue of those waiting being full)",
+            &["published", "failed", "dropped"],
+        );
         for call in Call::ALL {
             calls.with_label_values(&[call.label()]);
-        }
-        // Every outcome series exists from the start, so rates and alerts see 0 rather than nothing.
-        for outcome in ["ok", "error"] {
-            reconciles.with_label_values(&[outcome]);
-            toxiproxy_converges.with_label_values(&[outcome]);
         }
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
@@ -205,6 +182,16 @@ impl Default for Metrics {
             events,
         }
     }
+}
+
+/// A counter by `outcome` whose every outcome's series exists from the start, so that rates and
+/// alerts see 0 rather than nothing.
+fn by_outcome(name: &str, help: &str, outcomes: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), &["outcome"]).expect("a valid metric");
+    for outcome in outcomes {
+        counter.with_label_values(&[outcome]);
+    }
+    counter
 }
 
 #[cfg(test)]
