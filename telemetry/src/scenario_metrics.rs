@@ -78,7 +78,7 @@ impl ScenarioMetrics {
     /// Sets the toxics held on `server` to exactly `held` (the others it held before go to 0).
     pub fn set_toxics(&self, scenario: &str, server: &str, held: &[String]) {
         let mut all = self.exported.lock().expect("exported");
-        let series = all.entry(scenario.to_string()).or_default();
+        let series = series_of(&mut all, scenario);
         for (_, toxic) in series.iter().filter(|(s, t)| s == server && !held.contains(t)) {
             self.toxic_active.with_label_values(&[scenario, server, toxic]).set(0);
         }
@@ -94,10 +94,7 @@ impl ScenarioMetrics {
     }
 
     fn exporting(&self, scenario: &str) {
-        let mut all = self.exported.lock().expect("exported");
-        if !all.contains_key(scenario) {
-            all.insert(scenario.to_string(), BTreeSet::new());
-        }
+        series_of(&mut self.exported.lock().expect("exported"), scenario);
     }
 
     /// Drops every series of a scenario.
@@ -114,6 +111,15 @@ impl ScenarioMetrics {
         }
         let _ = self.testing_error_ratio.remove_label_values(&[scenario]);
     }
+}
+
+/// `scenario`'s entry, made if missing. Looked up before it is made: this runs at every status
+/// change of every target, and `entry` would copy the name each time.
+fn series_of<'a>(all: &'a mut Exported, scenario: &str) -> &'a mut BTreeSet<(String, String)> {
+    if !all.contains_key(scenario) {
+        all.insert(scenario.to_string(), BTreeSet::new());
+    }
+    all.get_mut(scenario).expect("made above")
 }
 
 #[cfg(test)]
