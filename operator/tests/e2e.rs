@@ -136,6 +136,11 @@ async fn deleting_a_running_scenario_removes_its_toxics() {
     }
 }
 
+/// The operator's mark on a run that needs nothing more.
+fn labelled_finished(s: &ChaosScenario) -> bool {
+    s.labels().get("chaoslab.dev/finished").is_some_and(|v| v == "true")
+}
+
 #[tokio::test]
 async fn a_run_that_ended_clean_is_labelled_finished_and_deleted_at_once() {
     let (client, ns, api) = setup("finished").await;
@@ -145,8 +150,7 @@ async fn a_run_that_ended_clean_is_labelled_finished_and_deleted_at_once() {
     api.create(&PostParams::default(), &scenario("f", "server-0-latency-100ms", admin, None, ("1s", "2s", "1s")))
         .await
         .unwrap();
-    let finished = |s: &ChaosScenario| s.labels().get("chaoslab.dev/finished").is_some_and(|v| v == "true");
-    let done = wait_for(&api, "f", Duration::from_secs(30), finished).await;
+    let done = wait_for(&api, "f", Duration::from_secs(30), labelled_finished).await;
     assert_eq!(phase(&done), Some(Phase::Completed), "labelled only once its final status is written");
     assert!(done.finalizers().is_empty(), "no finalizer left: {:?}", done.finalizers());
     assert!(chaoslab_toxics(&backends).await.is_empty());
@@ -163,7 +167,6 @@ async fn a_finished_runs_metric_series_go_a_while_after_it_ended_or_when_it_is_d
     let admin = free_port();
     let _backends = backends(&client, &ns, 3, admin).await;
     let (_op, metrics) = operator_with(&ns, &format!("operator-{ns}"), &["--finished-series-kept", "8s"]);
-    let finished = |s: &ChaosScenario| s.labels().get("chaoslab.dev/finished").is_some_and(|v| v == "true");
     // The scenario's series on /metrics: `chaoslab_scenario_*` lines naming it.
     let series = async |name: &str| -> Vec<String> {
         let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
@@ -181,7 +184,7 @@ async fn a_finished_runs_metric_series_go_a_while_after_it_ended_or_when_it_is_d
     for name in ["kept", "deleted"] {
         let s = scenario(name, "server-0-latency-100ms", admin, None, ("1s", "1s", "1s"));
         api.create(&PostParams::default(), &s).await.unwrap();
-        wait_for(&api, name, Duration::from_secs(30), finished).await;
+        wait_for(&api, name, Duration::from_secs(30), labelled_finished).await;
         let now = series(name).await;
         let completed = format!("chaoslab_scenario_phase{{phase=\"Completed\",scenario=\"{ns}/{name}\"}} 1");
         assert!(now.contains(&completed), "{name}: {now:#?}");
