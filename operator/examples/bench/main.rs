@@ -7,6 +7,7 @@
 //! it), reconcile durations and where they go (the calls a reconcile waits on). Rounds:
 //! - shared boundaries: every scenario is held by the namespace's emergency stop until all exist,
 //!   then released at once, so they all start at the same whole second (the worst case);
+//!   SHARED=k runs it k times (default 1), for figures that vary from round to round;
 //! - spread (SPREAD=s, default 10): created evenly over s seconds, as in a cluster used by many;
 //! - one slow target (SLOW=1): the shared round plus one scenario whose Toxiproxy answers 2 s late;
 //! - finished present (FINISHED=k): a second operator process starts with k finished scenarios in
@@ -454,6 +455,7 @@ async fn finished(lab: &Lab, k: usize, model: &ChaosScenarioStatus) {
 #[tokio::main]
 async fn main() {
     let n = env("SCENARIOS", 50);
+    let shared = env("SHARED", 1);
     let spread = env("SPREAD", 10);
     let with_slow = env("SLOW", 1) == 1;
     let k = env("FINISHED", 0);
@@ -477,6 +479,10 @@ async fn main() {
     let op = Operator::start(&lab).await;
     println!("  idle: {}", op.idle().await);
     round(&lab, &op, "shared boundaries", "shared", Release::AtOnce, false).await;
+    for i in 2..=shared {
+        round(&lab, &op, &format!("shared boundaries, again ({i})"), &format!("shared{i}"), Release::AtOnce, false)
+            .await;
+    }
     if spread > 0 {
         let label = format!("spread: created evenly over {spread} s");
         round(&lab, &op, &label, "spread", Release::Spread(Duration::from_secs(spread as u64)), false).await;
