@@ -141,6 +141,26 @@ pub fn next_check(
     }
 }
 
+/// How much more verified time of a running phase is worth a status write on its own.
+pub const PROGRESS_STEP: SignedDuration = SignedDuration::from_secs(3);
+
+/// Whether the verification figures `new` are worth a status write over `old`, what status says: a
+/// new entry, a count that moved, or [`PROGRESS_STEP`] more verified in a phase that does not end
+/// within the next step (the write of that phase change carries its figures; with many runs
+/// sharing a boundary, progress written just before it competes with it for the apiserver).
+pub fn worth_a_write(old: &[TargetVerification], new: &[TargetVerification], plan: &Plan, now: Timestamp) -> bool {
+    let step = PROGRESS_STEP.as_secs_f64();
+    let ends_soon = |phase| plan.bounds(phase).is_some_and(|(_, end)| end.duration_since(now) <= PROGRESS_STEP);
+    let moved = |n: &TargetVerification| {
+        old.iter().find(|o| o.phase == n.phase && o.target == n.target).is_none_or(|o| {
+            o.reapplied != n.reapplied
+                || o.failed_checks != n.failed_checks
+                || (n.verified_seconds - o.verified_seconds >= step && !ends_soon(n.phase))
+        })
+    };
+    new.len() != old.len() || new.iter().any(moved)
+}
+
 /// Why the checks that judge `phase` cannot be judged, if a target held its state for less than
 /// [`MIN_VERIFIED`] of it (or was never checked in it).
 pub fn unverified(verification: &[TargetVerification], phase: Phase, targets: &[String]) -> Option<String> {
@@ -171,6 +191,29 @@ mod tests {
 
     fn testing(r: &RunVerifier, now: i64) -> TargetVerification {
         r.report(at(now)).into_iter().find(|v| v.phase == Phase::Testing).unwrap()
+    }
+
+    fn figures(verified_seconds: f64, reapplied: i32) -> Vec<TargetVerification> {
+        let (phase, target, share, failed_checks) = (Phase::Testing, "s".to_string(), 0.0, 0);
+        vec![TargetVerification { phase, target, verified_seconds, share, reapplied, failed_checks }]
+    }
+
+    #[test]
+    fn progress_is_written_every_step_until_the_last_step_of_its_phase() {
+        // Testing runs from 10 s to 20 s.
+        let (old, plan) = (figures(0.0, 0), plan());
+        assert!(!worth_a_write(&old, &figures(2.9, 0), &plan, at(13)));
+        assert!(worth_a_write(&old, &figures(3.0, 0), &plan, at(13)));
+        assert!(worth_a_write(&old, &figures(6.0, 0), &plan, at(16)));
+        assert!(!worth_a_write(&old, &figures(7.0, 0), &plan, at(17)));
+    }
+
+    #[test]
+    fn a_new_entry_or_a_moved_count_is_always_worth_a_write() {
+        let (old, plan) = (figures(7.0, 0), plan());
+        assert!(worth_a_write(&old, &figures(7.0, 1), &plan, at(19)));
+        assert!(worth_a_write(&[], &old, &plan, at(19)));
+        assert!(!worth_a_write(&old, &old, &plan, at(19)));
     }
 
     #[test]

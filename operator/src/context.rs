@@ -12,8 +12,8 @@ use kube::{Client, runtime::reflector::Store};
 use tokio::sync::Mutex;
 
 use crate::{
-    events::Events, leader::Leadership, metadata_patches::MetadataPatches, metrics::Metrics, sampler::Samplers,
-    status_writer::Writers, stop::Stops, targets::KnownKeys,
+    boundaries::Boundaries, events::Events, leader::Leadership, metadata_patches::MetadataPatches, metrics::Metrics,
+    sampler::Samplers, status_writer::Writers, stop::Stops, targets::KnownKeys,
 };
 
 #[derive(Clone, Debug)]
@@ -51,6 +51,8 @@ pub struct Context {
     pub known_keys: KnownKeys,
     /// How well each running scenario's targets held each phase's state, by uid.
     pub verifiers: std::sync::Mutex<HashMap<String, RunVerifier>>,
+    /// The next phase boundary of each running scenario: writes hold back around them.
+    pub boundaries: Arc<Boundaries>,
     /// Namespaces under an emergency stop.
     pub stops: Arc<Stops>,
 }

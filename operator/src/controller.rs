@@ -26,6 +26,7 @@ use kube::{
 use tokio::sync::Mutex;
 
 use crate::{
+    boundaries::Boundaries,
     context::{Config, Context},
     error::Error,
     events::{Events, Reporter},
@@ -214,11 +215,13 @@ pub async fn run(
     let controller_name = "chaoslab-operator".to_string();
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| controller_name.clone());
     let reporter = Reporter { controller: controller_name, instance };
+    let boundaries = Arc::new(Boundaries::default());
     let ctx = Arc::new(Context {
-        events: Events::new(client.clone(), reporter, metrics.clone()),
+        events: Events::new(client.clone(), reporter, metrics.clone(), boundaries.clone()),
         samplers,
-        writers: Writers::new(client.clone(), store.clone(), metrics.clone()),
-        metadata: MetadataPatches::new(client.clone(), metrics.clone()),
+        writers: Writers::new(client.clone(), store.clone(), metrics.clone(), boundaries.clone()),
+        metadata: MetadataPatches::new(client.clone(), metrics.clone(), boundaries.clone()),
+        boundaries,
         store,
         stops,
         toxiproxy_http,

@@ -1,7 +1,8 @@
 //! Events on scenarios (`kubectl describe chaos`), published in the background: nothing a reconcile
 //! decides depends on one, and at a shared boundary hundreds of them queue at the apiserver behind
 //! the status writes. At most [`IN_FLIGHT`] at a time; the others wait in a queue of at most
-//! [`QUEUED`], each as the few fields it needs. Beyond that an Event is dropped and counted, as
+//! [`QUEUED`], each as the few fields it needs, and none starts near a phase boundary
+//! (`boundaries.rs`). Beyond that an Event is dropped and counted, as
 //! client-go's recorder does: Events are a courtesy, the status holds the run.
 //!
 //! Why a queue and not a task per Event waiting for its turn: with 500 runs a round's 3,000 Events
@@ -36,7 +37,10 @@ use kube::{
 };
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::metrics::{Call, Metrics};
+use crate::{
+    boundaries::Boundaries,
+    metrics::{Call, Metrics},
+};
 
 /// Events being published at once. kube's client speaks HTTP/1.1, so each is a connection to the
 /// apiserver; the status writes have their own budget.
@@ -78,9 +82,9 @@ struct Scenario {
 
 impl Events {
     /// Starts the publisher (on the current tokio runtime); it ends when this is dropped.
-    pub fn new(client: Client, reporter: Reporter, metrics: Metrics) -> Self {
+    pub fn new(client: Client, reporter: Reporter, metrics: Metrics, boundaries: Arc<Boundaries>) -> Self {
         let (queue, pending) = mpsc::channel(QUEUED);
-        tokio::spawn(publisher(pending, client, Arc::new(reporter), metrics.clone()));
+        tokio::spawn(publisher(pending, client, Arc::new(reporter), metrics.clone(), boundaries));
         Self { queue, metrics }
     }
 
@@ -110,11 +114,18 @@ impl Events {
 }
 
 /// Publishes the queued Events, [`IN_FLIGHT`] at a time, until the queue's sender is dropped.
-async fn publisher(mut queue: mpsc::Receiver<Pending>, client: Client, reporter: Arc<Reporter>, metrics: Metrics) {
+async fn publisher(
+    mut queue: mpsc::Receiver<Pending>,
+    client: Client,
+    reporter: Arc<Reporter>,
+    metrics: Metrics,
+    boundaries: Arc<Boundaries>,
+) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let seen = Arc::new(Mutex::new(Seen::default()));
     while let Some(p) = queue.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        boundaries.quiet().await;
         let (client, reporter, metrics, seen) = (client.clone(), reporter.clone(), metrics.clone(), seen.clone());
         tokio::spawn(async move {
             let _permit = permit;

@@ -1,5 +1,6 @@
 //! `chaoslab-operator`: drives ChaosScenarios through their phases (`run`), or prints the CRD (`crd`).
 
+mod boundaries;
 mod client_source;
 mod context;
 mod controller;

@@ -22,6 +22,7 @@ use kube::{
 use tokio::sync::Semaphore;
 
 use crate::{
+    boundaries::Boundaries,
     error::Kind,
     finished::FINISHED,
     metrics::{Call, Metrics, scenario_key},
@@ -51,13 +52,15 @@ pub struct MetadataPatches {
     client: Client,
     metrics: Metrics,
     in_flight: Arc<Semaphore>,
+    boundaries: Arc<Boundaries>,
     /// The uids with a change in flight: a reconcile that comes again meanwhile does not send it twice.
     pending: Arc<Mutex<HashSet<String>>>,
 }
 
 impl MetadataPatches {
-    pub fn new(client: Client, metrics: Metrics) -> Self {
-        Self { client, metrics, in_flight: Arc::new(Semaphore::new(IN_FLIGHT)), pending: Arc::default() }
+    pub fn new(client: Client, metrics: Metrics, boundaries: Arc<Boundaries>) -> Self {
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        Self { client, metrics, in_flight, boundaries, pending: Arc::default() }
     }
 
     /// Makes `change` to `obj` in the background, unless a change to it is in flight already.
@@ -69,8 +72,10 @@ impl MetadataPatches {
         let api: Api<ChaosScenario> = Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
         let (obj, metrics, in_flight, pending) =
             (obj.clone(), self.metrics.clone(), self.in_flight.clone(), self.pending.clone());
+        let boundaries = self.boundaries.clone();
         tokio::spawn(async move {
             if let Ok(_permit) = in_flight.acquire().await {
+                boundaries.quiet().await;
                 let timer = metrics.time(Call::MetadataPatch);
                 let result = match change {
                     Change::AddFinalizer => add_finalizer(&api, &obj).await,

@@ -14,7 +14,7 @@ use chaoslab_core::{
     engine::{self, Plan},
     faults::{ProxyKind, owner_tag},
     observation::AbortRule,
-    verification::{Finding, RunVerifier, next_check},
+    verification::{Finding, RunVerifier, next_check, worth_a_write},
 };
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -453,8 +453,8 @@ async fn wait(ctx: &Context, obj: &ChaosScenario, old: &ChaosScenarioStatus, p: 
 }
 
 /// Folds this round's checks of the current targets into the run's verification; returns what to
-/// write to status: the new figures when they changed enough to be worth a write (a count, a phase,
-/// or 3 s more verified), else what status already says.
+/// write to status: the new figures when they are worth a write (`worth_a_write`), else what status
+/// already says.
 fn verify(
     ctx: &Context,
     obj: &ChaosScenario,
@@ -470,19 +470,13 @@ fn verify(
         v.record(target, now, *finding);
     }
     let new = v.report(now);
-    let moved = |n: &TargetVerification| {
-        old.iter().find(|o| o.phase == n.phase && o.target == n.target).is_none_or(|o| {
-            o.reapplied != n.reapplied
-                || o.failed_checks != n.failed_checks
-                || n.verified_seconds - o.verified_seconds >= 3.0
-        })
-    };
-    if new.len() != old.len() || new.iter().any(moved) { new } else { old.to_vec() }
+    if worth_a_write(old, &new, &plan, now) { new } else { old.to_vec() }
 }
 
 /// The run's in-memory state (sampler, verification) goes: it ended or was deleted.
 fn forget(ctx: &Context, uid: &str) {
     ctx.samplers.stop(uid);
+    ctx.boundaries.expect(uid, None);
     ctx.known_keys.forget(uid);
     ctx.verifiers.lock().expect("verifiers").remove(uid);
 }
@@ -635,6 +629,7 @@ pub async fn apply(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Action,
     if phase.is_terminal() {
         return Ok(after_end(settled, Some(plan.end()), Timestamp::now()));
     }
+    ctx.boundaries.expect(&obj.uid().unwrap_or_default(), moment.next_deadline);
     // From now, not from the reconcile's start: kube-rs counts the requeue from when the reconcile
     // returns, so a slow status patch would otherwise make the next boundary late by as much.
     Ok(next_look(&ctx, phase, moment.next_deadline, Timestamp::now()))

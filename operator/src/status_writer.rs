@@ -1,5 +1,6 @@
 //! Status writes off a reconcile's path: one writer per scenario patches the statuses reconciles
-//! decide, in order, and only the latest of those that queued up.
+//! decide, in order, and only the latest of those that queued up; none starts near a phase boundary
+//! (`boundaries.rs`).
 //!
 //! Why: kube-rs runs one reconcile per scenario at a time, and the apiserver takes seconds per
 //! status patch when hundreds of runs share a boundary (p50 2.5 s at 500 runs on two cores). A
@@ -26,7 +27,10 @@ use kube::{
 };
 use tokio::sync::{Semaphore, watch};
 
-use crate::metrics::{Call, Metrics};
+use crate::{
+    boundaries::Boundaries,
+    metrics::{Call, Metrics},
+};
 
 pub const FIELD_MANAGER: &str = "chaoslab-operator";
 
@@ -60,6 +64,7 @@ pub struct Writers {
     metrics: Metrics,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     in_flight: Arc<Semaphore>,
+    boundaries: Arc<Boundaries>,
 }
 
 /// Where a writer writes: the scenario's uid (its key here), namespace and name.
@@ -71,8 +76,9 @@ struct Scenario {
 }
 
 impl Writers {
-    pub fn new(client: Client, store: Store<ChaosScenario>, metrics: Metrics) -> Self {
-        Self { client, store, metrics, entries: Arc::default(), in_flight: Arc::new(Semaphore::new(IN_FLIGHT)) }
+    pub fn new(client: Client, store: Store<ChaosScenario>, metrics: Metrics, boundaries: Arc<Boundaries>) -> Self {
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        Self { client, store, metrics, entries: Arc::default(), in_flight, boundaries }
     }
 
     /// The scenario's status as reconciles last decided it: what a writer holds, else the cache's.
@@ -132,6 +138,7 @@ impl Writers {
             metrics: self.metrics.clone(),
             entries: self.entries.clone(),
             in_flight: self.in_flight.clone(),
+            boundaries: self.boundaries.clone(),
             at,
         };
         tokio::spawn(writer.run(wanted, written_tx));
@@ -145,6 +152,7 @@ struct Writer {
     metrics: Metrics,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     in_flight: Arc<Semaphore>,
+    boundaries: Arc<Boundaries>,
     at: Scenario,
 }
 
@@ -163,6 +171,7 @@ impl Writer {
             if wanted.borrow().seq > written.borrow().seq {
                 idle = Duration::ZERO;
                 let Ok(permit) = self.in_flight.acquire().await else { return self.leave() };
+                self.boundaries.quiet().await;
                 // The latest once a write may start: those decided while it waited are replaced.
                 let next = wanted.borrow_and_update().clone();
                 let outcome = self.patch(&next.status).await;
@@ -270,7 +279,7 @@ mod tests {
         let (store, writer) = reflector::store();
         tokio::spawn(watcher(api.clone(), watcher::Config::default()).reflect(writer).for_each(|_| async {}));
         let metrics = Metrics::default();
-        (api.clone(), obj, Writers::new(client, store, metrics.clone()), metrics)
+        (api.clone(), obj, Writers::new(client, store, metrics.clone(), Arc::default()), metrics)
     }
 
     fn said(message: &str) -> ChaosScenarioStatus {
