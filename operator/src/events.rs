@@ -1,9 +1,9 @@
 //! Events on scenarios (`kubectl describe chaos`), published in the background: nothing a reconcile
 //! decides depends on one, and at a shared boundary hundreds of them queue at the apiserver behind
-//! the status writes. At most [`IN_FLIGHT`] at a time; the others wait in a queue of at most
-//! [`QUEUED`], each as the few fields it needs, and none starts near a phase boundary
-//! (`boundaries.rs`). Beyond that an Event is dropped and counted, as
-//! client-go's recorder does: Events are a courtesy, the status holds the run.
+//! the status writes. At most [`IN_FLIGHT`] at a time, none starting near a phase boundary
+//! (`boundaries.rs`); the others wait in a queue of at most [`QUEUED`], each as the few fields it
+//! needs. Beyond that an Event is dropped and counted, as client-go's recorder does: Events are a
+//! courtesy, the status holds the run.
 //!
 //! Why a queue and not a task per Event waiting for its turn: with 500 runs a round's 3,000 Events
 //! outran the apiserver (about 110 a second), and each waiting task held 1.4 KiB; three rounds in a
