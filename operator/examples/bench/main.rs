@@ -11,7 +11,8 @@
 //! - spread (SPREAD=s, default 10): created evenly over s seconds, as in a cluster used by many;
 //! - one slow target (SLOW=1): the shared round plus one scenario whose Toxiproxy answers 2 s late;
 //! - finished present (FINISHED=k): a second operator process starts with k finished scenarios in
-//!   the namespace and runs the shared round again.
+//!   the namespace and runs the shared round again (SHARED times, so that the two can be compared
+//!   over as many rounds each).
 
 mod floor;
 mod histogram;
@@ -500,5 +501,9 @@ async fn main() {
         println!("\na new operator process with {k} finished scenarios in its namespace");
         println!("  idle: {}", op.idle().await);
         round(&lab, &op, &format!("shared boundaries, {k} finished present"), "again", Release::AtOnce, false).await;
+        for i in 2..=shared {
+            let label = format!("shared boundaries, {k} finished present, again ({i})");
+            round(&lab, &op, &label, &format!("again{i}"), Release::AtOnce, false).await;
+        }
     }
 }
