@@ -60,44 +60,42 @@ pub fn hold(due: impl IntoIterator<Item = Timestamp>, now: Timestamp) -> Duratio
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use chaoslab_testenv::at_ms;
 
-    fn at(ms: i64) -> Timestamp {
-        Timestamp::from_millisecond(ms).unwrap()
-    }
+    use super::*;
 
     #[test]
     fn a_write_near_a_boundary_waits_until_its_window_is_over() {
-        let due = [at(10_000)];
-        assert_eq!(hold(due, at(9_950)), Duration::from_millis(200));
-        assert_eq!(hold(due, at(10_100)), Duration::from_millis(50));
+        let due = [at_ms(10_000)];
+        assert_eq!(hold(due, at_ms(9_950)), Duration::from_millis(200));
+        assert_eq!(hold(due, at_ms(10_100)), Duration::from_millis(50));
     }
 
     #[test]
     fn a_write_away_from_every_boundary_goes_at_once() {
-        let due = [at(10_000), at(12_000)];
-        assert_eq!(hold(due, at(9_899)), Duration::ZERO);
-        assert_eq!(hold(due, at(10_150)), Duration::ZERO);
-        assert_eq!(hold(due, at(11_000)), Duration::ZERO);
-        assert_eq!(hold([], at(10_000)), Duration::ZERO);
+        let due = [at_ms(10_000), at_ms(12_000)];
+        assert_eq!(hold(due, at_ms(9_899)), Duration::ZERO);
+        assert_eq!(hold(due, at_ms(10_150)), Duration::ZERO);
+        assert_eq!(hold(due, at_ms(11_000)), Duration::ZERO);
+        assert_eq!(hold([], at_ms(10_000)), Duration::ZERO);
     }
 
     #[test]
     fn among_boundaries_close_together_a_write_waits_for_the_last_window_it_is_in() {
-        let due = [at(10_000), at(10_120), at(10_240)];
-        assert_eq!(hold(due, at(10_100)), Duration::from_millis(170));
-        assert_eq!(hold(due, at(10_200)), Duration::from_millis(190));
-        assert!(hold(due, at(9_900)) <= AHEAD + AFTER);
+        let due = [at_ms(10_000), at_ms(10_120), at_ms(10_240)];
+        assert_eq!(hold(due, at_ms(10_100)), Duration::from_millis(170));
+        assert_eq!(hold(due, at_ms(10_200)), Duration::from_millis(190));
+        assert!(hold(due, at_ms(9_900)) <= AHEAD + AFTER);
     }
 
     #[test]
     fn a_scenario_has_one_next_boundary_and_none_once_it_ended() {
         let b = Boundaries::default();
-        b.expect("a", Some(at(10_000)));
-        b.expect("a", Some(at(12_000)));
-        b.expect("b", Some(at(10_000)));
+        b.expect("a", Some(at_ms(10_000)));
+        b.expect("a", Some(at_ms(12_000)));
+        b.expect("b", Some(at_ms(10_000)));
         b.expect("b", None);
         let due: Vec<Timestamp> = b.due.lock().unwrap().values().copied().collect();
-        assert_eq!(due, vec![at(12_000)]);
+        assert_eq!(due, vec![at_ms(12_000)]);
     }
 }

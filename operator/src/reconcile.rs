@@ -757,25 +757,23 @@ pub async fn cleanup(obj: Arc<ChaosScenario>, ctx: Arc<Context>) -> Result<Actio
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use chaoslab_testenv::at_ms;
 
-    fn at(ms: i64) -> Timestamp {
-        Timestamp::from_millisecond(ms).unwrap()
-    }
+    use super::*;
 
     #[test]
     fn a_run_starts_at_the_next_whole_second_never_before_its_admission() {
-        assert_eq!(start_of_run(at(99_400)), at(100_000));
-        assert_eq!(start_of_run(at(100_000)), at(100_000));
-        assert_eq!(start_of_run(at(100_001)), at(101_000));
+        assert_eq!(start_of_run(at_ms(99_400)), at_ms(100_000));
+        assert_eq!(start_of_run(at_ms(100_000)), at_ms(100_000));
+        assert_eq!(start_of_run(at_ms(100_001)), at_ms(101_000));
     }
 
     #[test]
     fn leftovers_are_retried_less_often_the_longer_a_target_stays_away() {
-        let ended = Some(at(0));
-        assert_eq!(leftover_retry(ended, at(5_000)), Duration::from_secs(10));
-        assert_eq!(leftover_retry(ended, at(200_000)), Duration::from_secs(50));
-        assert_eq!(leftover_retry(ended, at(86_400_000)), Duration::from_secs(300));
-        assert_eq!(leftover_retry(None, at(5_000)), Duration::from_secs(10));
+        let ended = Some(at_ms(0));
+        assert_eq!(leftover_retry(ended, at_ms(5_000)), Duration::from_secs(10));
+        assert_eq!(leftover_retry(ended, at_ms(200_000)), Duration::from_secs(50));
+        assert_eq!(leftover_retry(ended, at_ms(86_400_000)), Duration::from_secs(300));
+        assert_eq!(leftover_retry(None, at_ms(5_000)), Duration::from_secs(10));
     }
 }

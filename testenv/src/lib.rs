@@ -39,6 +39,6 @@ pub use redis::RedisServer;
 pub use redis_benchmark::{BenchmarkRow, redis_benchmark};
 pub use rtt::{Bounds, Connections, Distribution, Figures, Probe, round_trips};
 pub use scratch::ScratchDir;
-pub use time::at;
+pub use time::{at, at_ms};
 pub use toxiproxy::ToxiproxyServer;
 pub use wait::eventually;

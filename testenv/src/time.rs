@@ -6,3 +6,8 @@ use jiff::{SignedDuration, Timestamp};
 pub fn at(secs: i64) -> Timestamp {
     Timestamp::UNIX_EPOCH + SignedDuration::from_secs(secs)
 }
+
+/// `ms` milliseconds after the Unix epoch.
+pub fn at_ms(ms: i64) -> Timestamp {
+    Timestamp::UNIX_EPOCH + SignedDuration::from_millis(ms)
+}
