@@ -12,10 +12,10 @@ use jiff::{SignedDuration, Timestamp};
 
 /// How long before a boundary writes stop: a write started then could still be in the apiserver when
 /// the boundary's reconciles begin (woken `WAKE_AHEAD` before it).
-pub const AHEAD: Duration = Duration::from_millis(100);
+pub const AHEAD: SignedDuration = SignedDuration::from_millis(100);
 /// How long past a boundary writes stay held: the Toxiproxy calls of 500 runs sharing one take about
 /// 40 ms when nothing else runs (`hack/bench-operator.sh`, its anchor line).
-pub const AFTER: Duration = Duration::from_millis(150);
+pub const AFTER: SignedDuration = SignedDuration::from_millis(150);
 
 /// The next phase boundary of each running scenario, by uid.
 #[derive(Default)]
@@ -49,11 +49,9 @@ impl Boundaries {
 /// How long a write about to start at `now` waits: until every window around a boundary in `due`
 /// that `now` falls in is over.
 pub fn hold(due: impl IntoIterator<Item = Timestamp>, now: Timestamp) -> Duration {
-    let signed = |d: Duration| SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
-    let (ahead, after) = (signed(AHEAD), signed(AFTER));
     due.into_iter()
-        .filter(|b| b.checked_sub(ahead).is_ok_and(|from| from <= now))
-        .filter_map(|b| Duration::try_from(b.checked_add(after).ok()?.duration_since(now)).ok())
+        .filter(|b| b.checked_sub(AHEAD).is_ok_and(|from| from <= now))
+        .filter_map(|b| Duration::try_from(b.checked_add(AFTER).ok()?.duration_since(now)).ok())
         .max()
         .unwrap_or_default()
 }
@@ -85,7 +83,7 @@ mod tests {
         let due = [at_ms(10_000), at_ms(10_120), at_ms(10_240)];
         assert_eq!(hold(due, at_ms(10_100)), Duration::from_millis(170));
         assert_eq!(hold(due, at_ms(10_200)), Duration::from_millis(190));
-        assert!(hold(due, at_ms(9_900)) <= AHEAD + AFTER);
+        assert!(hold(due, at_ms(9_900)) <= Duration::try_from(AHEAD + AFTER).unwrap());
     }
 
     #[test]
